@@ -1,0 +1,212 @@
+"""Qwen2 decoder in Flax NNX.
+
+Read top to bottom against the architecture: token embedding -> N x [RMSNorm -> grouped-query
+attention with rotary positions -> residual -> RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm ->
+LM head. Parameter names follow the Hugging Face module tree so the bridges in `ports/` stay
+a thin renaming.
+
+Every parameter carries `logical_axes` metadata; `jgrpo.model.sharding` maps those names to mesh
+axes in one table.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jgrpo.model.config import DtypePolicy, Qwen2Config
+from jgrpo.model.kv_cache import KVCache
+
+_INIT_STD = 0.02  # transformers' Qwen2 initializer_range
+
+
+def _param(rngs: nnx.Rngs | None, shape, dtype, logical_axes, init: str) -> nnx.Param:
+    if init == "normal":
+        value = _INIT_STD * jax.random.normal(rngs.params(), shape, jnp.float32)
+    elif init == "zeros":
+        value = jnp.zeros(shape, jnp.float32)
+    else:
+        value = jnp.ones(shape, jnp.float32)
+    return nnx.Param(value.astype(dtype), logical_axes=logical_axes)
+
+
+class Linear(nnx.Module):
+    """y = x W (+ b), with W stored [in, out]."""
+
+    def __init__(self, d_in, d_out, axes, *, bias: bool, policy: DtypePolicy, rngs: nnx.Rngs):
+        self.policy = policy
+        self.kernel = _param(rngs, (d_in, d_out), policy.param_dtype, axes, "normal")
+        self.bias = _param(rngs, (d_out,), policy.param_dtype, axes[1:], "zeros") if bias else None
+
+    def __call__(self, x):
+        cd = self.policy.compute_dtype
+        y = jnp.dot(x.astype(cd), self.kernel[...].astype(cd))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(cd)
+        return y
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, *, policy: DtypePolicy):
+        self.eps = eps
+        self.policy = policy
+        self.scale = _param(None, (dim,), policy.param_dtype, ("norm",), "ones")
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        cd = self.policy.compute_dtype
+        return normed.astype(cd) * self.scale[...].astype(cd)
+
+
+def rotary_embedding(x, positions, theta: float):
+    """Rotate-half RoPE (as in the Hugging Face Qwen2): x [b, t, heads, d], positions [b, t]."""
+    d = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, t, d/2]
+    angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention: q/k/v carry biases, the output projection does not."""
+
+    def __init__(self, cfg: Qwen2Config, *, policy: DtypePolicy, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.policy = policy
+        e, h, kv, d = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.q_proj = Linear(e, h * d, ("embed", "heads"), bias=True, policy=policy, rngs=rngs)
+        self.k_proj = Linear(e, kv * d, ("embed", "kv_heads"), bias=True, policy=policy, rngs=rngs)
+        self.v_proj = Linear(e, kv * d, ("embed", "kv_heads"), bias=True, policy=policy, rngs=rngs)
+        self.o_proj = Linear(h * d, e, ("heads", "embed"), bias=False, policy=policy, rngs=rngs)
+
+    def __call__(self, x, positions, allowed, kv: tuple[jax.Array, jax.Array] | None, slot):
+        """x [b, t, e]; allowed [b, t, s] says which keys each query may see.
+        kv: this layer's cache (keys, values) [b, s, kv_heads, d] or None; slot: where to write."""
+        cfg = self.cfg
+        b, t, _ = x.shape
+        h, n_kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        q = self.q_proj(x).reshape(b, t, h, d)
+        k = self.k_proj(x).reshape(b, t, n_kv, d)
+        v = self.v_proj(x).reshape(b, t, n_kv, d)
+        q = rotary_embedding(q, positions, cfg.rope_theta)
+        k = rotary_embedding(k, positions, cfg.rope_theta)
+        if kv is not None:
+            k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, slot, 0, 0))
+            v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, slot, 0, 0))
+            new_kv = (k, v)
+        else:
+            new_kv = None
+        cd = self.policy.compute_dtype
+        # Queries of one KV head's group attend together: [b, t, kv_heads, group, d].
+        q = q.reshape(b, t, n_kv, h // n_kv, d)
+        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(cd), preferred_element_type=jnp.float32)
+        scores = scores / jnp.sqrt(jnp.float32(d))
+        # finfo.min rather than -inf: a padding query with no visible key gets a harmless uniform row.
+        scores = jnp.where(allowed[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(cd)
+        out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(cd)).reshape(b, t, h * d)
+        return self.o_proj(out), new_kv
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: Qwen2Config, *, policy: DtypePolicy, rngs: nnx.Rngs):
+        e, i = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = Linear(e, i, ("embed", "mlp"), bias=False, policy=policy, rngs=rngs)
+        self.up_proj = Linear(e, i, ("embed", "mlp"), bias=False, policy=policy, rngs=rngs)
+        self.down_proj = Linear(i, e, ("mlp", "embed"), bias=False, policy=policy, rngs=rngs)
+
+    def __call__(self, x):
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: Qwen2Config, *, policy: DtypePolicy, rngs: nnx.Rngs):
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, policy=policy)
+        self.self_attn = Attention(cfg, policy=policy, rngs=rngs)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, policy=policy)
+        self.mlp = MLP(cfg, policy=policy, rngs=rngs)
+
+    def __call__(self, x, positions, allowed, kv, slot):
+        attn_out, new_kv = self.self_attn(self.input_layernorm(x), positions, allowed, kv, slot)
+        x = x + attn_out
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x, new_kv
+
+
+class Qwen2ForCausalLM(nnx.Module):
+    def __init__(self, cfg: Qwen2Config, *, policy: DtypePolicy = DtypePolicy(), remat: bool = False,
+                 rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.policy = policy
+        self.remat = remat
+        self.embed_tokens = _param(rngs, (cfg.vocab_size, cfg.hidden_size), policy.param_dtype,
+                                   ("vocab", "embed"), "normal")
+        self.layers = nnx.List([DecoderLayer(cfg, policy=policy, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, policy=policy)
+        if cfg.tie_word_embeddings:
+            self.lm_head = None
+        else:
+            self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), policy.param_dtype,
+                                  ("embed", "vocab"), "normal")
+
+    def hidden_states(self, input_ids, attention_mask, cache: KVCache | None = None):
+        """Final-normed hidden states [b, t, e] (compute dtype) and the updated cache.
+
+        attention_mask [b, t] marks real tokens; left padding is allowed, and positions count
+        real tokens only, so a left-padded row sees the same positions as its unpadded self.
+        """
+        mask = attention_mask.astype(bool)
+        t = input_ids.shape[1]
+        new_positions = jnp.cumsum(mask, axis=-1, dtype=jnp.int32) - 1
+        if cache is None:
+            positions = jnp.maximum(new_positions, 0)
+            key_mask, slot = mask, 0
+            query_slots = jnp.arange(t)
+        else:
+            slot = cache.index
+            positions = jnp.maximum(cache.mask.sum(-1, dtype=jnp.int32)[:, None] + new_positions, 0)
+            key_mask = jax.lax.dynamic_update_slice(cache.mask, mask, (0, slot))
+            query_slots = slot + jnp.arange(t)
+        key_slots = jnp.arange(key_mask.shape[1])
+        allowed = key_mask[:, None, :] & (key_slots[None, None, :] <= query_slots[None, :, None])
+
+        x = jnp.take(self.embed_tokens[...], input_ids, axis=0).astype(self.policy.compute_dtype)
+        new_keys, new_values = [], []
+        for i, layer in enumerate(self.layers):
+            kv = None if cache is None else (cache.keys[i], cache.values[i])
+            if self.remat:
+                x, new_kv = nnx.remat(lambda lyr, *args: lyr(*args))(layer, x, positions, allowed, kv, slot)
+            else:
+                x, new_kv = layer(x, positions, allowed, kv, slot)
+            if new_kv is not None:
+                new_keys.append(new_kv[0])
+                new_values.append(new_kv[1])
+        x = self.norm(x)
+        if cache is not None:
+            cache = KVCache(keys=new_keys, values=new_values, mask=key_mask, index=slot + t)
+        return x, cache
+
+    def lm_head_kernel(self):
+        """[e, vocab] in compute dtype (the transposed embedding when tied)."""
+        w = self.embed_tokens[...].T if self.lm_head is None else self.lm_head[...]
+        return w.astype(self.policy.compute_dtype)
+
+    def logits(self, hidden):
+        """fp32 logits from hidden states, whatever the compute dtype."""
+        return jnp.dot(hidden, self.lm_head_kernel(), preferred_element_type=jnp.float32)
+
+    def __call__(self, input_ids, attention_mask, cache: KVCache | None = None):
+        hidden, cache = self.hidden_states(input_ids, attention_mask, cache)
+        return self.logits(hidden), cache
+
+    def init_cache(self, batch: int, max_len: int) -> KVCache:
+        cfg = self.cfg
+        return KVCache.empty(cfg.num_hidden_layers, batch, max_len, cfg.num_key_value_heads, cfg.head_dim,
+                             self.policy.compute_dtype)
