@@ -1,0 +1,420 @@
+"""Training prompts: load a dataset, map its columns, apply the chat template, batch.
+
+Pipeline: :func:`load_examples` (JSONL, Parquet, a bundled set or a Hugging Face dataset)
+-> :func:`encode_prompts` (chat template + token ids) -> :class:`PromptBatcher` (seeded,
+resumable batches of prompts, each to be sampled ``num_generations`` times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# open-rs's system prompt (recipes/grpo.yaml), verbatim. YAML leaves the doubled braces
+# in "\boxed{{}}" as they are, so the model saw them doubled.
+OPEN_RS_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+    "provides the user with the answer, and put your final answer within \\boxed{{}} . The "
+    "reasoning process and answer are enclosed within <think> </think> and <answer> </answer> "
+    "tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here "
+    "</answer>. Note that respond by English, NOT use other languages."
+)
+
+# The user prompt of open-rs's evaluation (lighteval, no system prompt), verbatim, with the
+# double space after "clearly.". {Question} is replaced by the problem.
+EVAL_PROMPT_TEMPLATE = (
+    "Solve the following math problem efficiently and clearly.  The last line of your "
+    "response should be of the following format: 'Therefore, the final answer is: "
+    "$\\boxed{ANSWER}$. I hope it is correct' (without quotes) where ANSWER is just the final "
+    "number or expression that solves the problem. Think step by step before answering."
+    "\n\n{Question}"
+)
+
+ASSETS_DIR = Path(__file__).parent / "assets"
+BUNDLED_TOKENIZER_DIR = ASSETS_DIR / "tokenizer" / "deepseek-r1-distill-qwen-1.5b"
+# Use as ``load_examples("bundled:deepscaler_math", ...)``.
+BUNDLED_DATASETS = {"deepscaler_math": ASSETS_DIR / "train" / "deepscaler_math.jsonl"}
+_BUNDLED_PREFIX = "bundled:"
+_FILE_SUFFIXES = (".jsonl", ".parquet", ".json", ".csv", ".txt")
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as given; the message names the file and the problem."""
+
+
+# ---------------------------------------------------------------------------------------
+# Reading rows
+# ---------------------------------------------------------------------------------------
+
+
+def read_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
+    """Rows of a ``.jsonl`` or ``.parquet`` file, a bundled set (``"bundled:<name>"``) or a
+    Hugging Face dataset name (``"owner/name"``, read with ``datasets``; ``split`` applies
+    only there)."""
+    source = str(source)
+    if source.startswith(_BUNDLED_PREFIX):
+        name = source.removeprefix(_BUNDLED_PREFIX)
+        if name not in BUNDLED_DATASETS:
+            raise DatasetError(
+                f"unknown bundled dataset {name!r}; bundled: {', '.join(sorted(BUNDLED_DATASETS))}"
+            )
+        return _read_jsonl(BUNDLED_DATASETS[name])
+    path = Path(source).expanduser()
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            return _read_jsonl(path)
+        if suffix == ".parquet":
+            return _read_parquet(path)
+        raise DatasetError(f"{path}: unsupported dataset file type {suffix!r}; use .jsonl or .parquet")
+    if path.exists():
+        raise DatasetError(f"{path} is not a file; give a .jsonl or .parquet file")
+    if path.suffix.lower() in _FILE_SUFFIXES or not _HUB_NAME.match(source):
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    return _read_hub(source, split)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{line_number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}:{line_number}: a JSONL row must be an object")
+            rows.append(row)
+    return rows
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    try:
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise DatasetError(
+            f"{path}: reading Parquet needs the 'pyarrow' package (pip install pyarrow)"
+        ) from exc
+    return pyarrow.parquet.read_table(path).to_pylist()
+
+
+def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
+    try:
+        import datasets
+    except ImportError as exc:
+        raise DatasetError(
+            f"{name!r} is not a local file; reading it from the Hugging Face Hub needs the "
+            "'datasets' package (pip install datasets)"
+        ) from exc
+    try:
+        return datasets.load_dataset(name, split=split).to_list()
+    except Exception as exc:
+        raise DatasetError(f"cannot load Hugging Face dataset {name!r} (split {split!r}): {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# Column mapping
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source columns hold the problem, the answer, and (optionally) a worked
+    solution and a row id. ``solution`` and ``id`` may be absent from the data."""
+
+    problem: str = "problem"
+    answer: str = "answer"
+    solution: str | None = "solution"
+    id: str | None = "id"
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    problem: str
+    answer: str
+    solution: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """Examples in file order; ``dropped_ids`` are rows skipped for an empty answer."""
+
+    source: str
+    examples: list[Example]
+    dropped_ids: list[str]
+
+
+def load_examples(
+    source: str | Path,
+    columns: ColumnMap = ColumnMap(),
+    split: str = "train",
+    drop_missing_answers: bool = False,
+) -> LoadedDataset:
+    """Read a dataset and map it to :class:`Example` rows.
+
+    A missing problem/answer column, or a row with an empty problem, raises
+    :class:`DatasetError`. So does a row with an empty answer, unless
+    ``drop_missing_answers`` (such rows are then listed in ``dropped_ids``).
+    """
+    rows = read_rows(source, split)
+    if not rows:
+        raise DatasetError(f"{source}: the dataset is empty")
+    present = set().union(*(row.keys() for row in rows))
+    for role, name in (("problem", columns.problem), ("answer", columns.answer)):
+        if name not in present:
+            raise DatasetError(
+                f"{source}: no {role} column {name!r} (columns: {', '.join(sorted(present))})"
+            )
+    examples, dropped = [], []
+    for index, row in enumerate(rows):
+        row_id = str(row.get(columns.id, index)) if columns.id else str(index)
+        where = f"{source}: row {index} (id {row_id!r})"
+        problem = row.get(columns.problem)
+        if not isinstance(problem, str) or not problem.strip():
+            raise DatasetError(f"{where} has an empty or non-text problem in column {columns.problem!r}")
+        answer = _answer_text(row.get(columns.answer), where)
+        if answer is None:
+            if drop_missing_answers:
+                dropped.append(row_id)
+                continue
+            raise DatasetError(
+                f"{where} has no answer in column {columns.answer!r} "
+                "(drop_missing_answers=True skips such rows)"
+            )
+        solution = row.get(columns.solution) if columns.solution else None
+        examples.append(
+            Example(
+                id=row_id,
+                problem=problem,
+                answer=answer,
+                solution=solution if isinstance(solution, str) else None,
+            )
+        )
+    return LoadedDataset(source=str(source), examples=examples, dropped_ids=dropped)
+
+
+def _answer_text(value: Any, where: str) -> str | None:
+    if isinstance(value, bool):
+        raise DatasetError(f"{where}: answer {value!r} is a boolean, not a maths answer")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # Some sources store integer answers as floats (AMC's 27.0).
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if value is None:
+        return None
+    raise DatasetError(f"{where}: answer {value!r} is a {type(value).__name__}, not text or a number")
+
+
+# ---------------------------------------------------------------------------------------
+# Chat template
+# ---------------------------------------------------------------------------------------
+
+
+def load_tokenizer(path: str | Path = BUNDLED_TOKENIZER_DIR):
+    """A Hugging Face tokenizer; by default the bundled DeepSeek-R1-Distill-Qwen-1.5B one."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def render_prompt(
+    tokenizer, problem: str, system_prompt: str | None, user_template: str | None = None
+) -> str:
+    """The prompt text the model sees: the tokenizer's chat template with the generation
+    prompt (for R1 models it ends with a prefilled ``"<think>\\n"``).
+
+    ``user_template`` wraps the problem, ``{Question}`` marking its place (see
+    :data:`EVAL_PROMPT_TEMPLATE`); None sends the problem as it is.
+    """
+    user = problem if user_template is None else user_template.replace("{Question}", problem)
+    messages = [{"role": "user", "content": user}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt; ``token_ids`` are the whole prompt (the template writes BOS)."""
+
+    example: Example
+    text: str
+    token_ids: tuple[int, ...]
+
+
+def encode_prompts(
+    examples: Sequence[Example],
+    tokenizer,
+    system_prompt: str | None = OPEN_RS_SYSTEM_PROMPT,
+    user_template: str | None = None,
+) -> list[Prompt]:
+    """Render and tokenise every example's prompt (training defaults: open-rs's system
+    prompt, the problem as the user message)."""
+    texts = [render_prompt(tokenizer, e.problem, system_prompt, user_template) for e in examples]
+    # The chat template already starts with BOS: a second one would shift the model.
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [Prompt(e, t, tuple(i)) for e, t, i in zip(examples, texts, ids)]
+
+
+def truncate_left(token_ids: Sequence[int], max_length: int | None) -> list[int]:
+    """Keep the last ``max_length`` tokens, as TRL truncates prompts for the training
+    forward (the start, with the system prompt, is lost; the question's end is kept)."""
+    return list(token_ids if max_length is None else token_ids[-max_length:])
+
+
+# ---------------------------------------------------------------------------------------
+# Batching
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """``prompts_per_batch`` distinct prompts, each to be sampled ``num_generations`` times.
+
+    :meth:`columns` gives the per-completion columns for the rewards: prompt i's
+    ``num_generations`` rows are contiguous, in the order completions are expected.
+    """
+
+    prompts: tuple[Prompt, ...]
+    num_generations: int
+    epoch: int
+    index_in_epoch: int
+    max_prompt_length: int | None
+
+    @property
+    def texts(self) -> list[str]:
+        """Full prompt texts, for the generation engine (open-rs generated from these)."""
+        return [p.text for p in self.prompts]
+
+    @property
+    def prompt_ids(self) -> list[list[int]]:
+        """Prompt token ids left-truncated to ``max_prompt_length`` (training forward)."""
+        return [truncate_left(p.token_ids, self.max_prompt_length) for p in self.prompts]
+
+    @property
+    def num_truncated(self) -> int:
+        limit = self.max_prompt_length
+        return 0 if limit is None else sum(len(p.token_ids) > limit for p in self.prompts)
+
+    def columns(self) -> dict[str, list]:
+        """``id``, ``problem``, ``answer``, ``prompt`` and, when every example has one,
+        ``solution``: each of length prompts x num_generations."""
+        examples = [p.example for p in self.prompts]
+        table: dict[str, list] = {
+            "id": [e.id for e in examples],
+            "problem": [e.problem for e in examples],
+            "answer": [e.answer for e in examples],
+            "prompt": self.texts,
+        }
+        if all(e.solution is not None for e in examples):
+            table["solution"] = [e.solution for e in examples]
+        g = self.num_generations
+        return {name: [v for v in values for _ in range(g)] for name, values in table.items()}
+
+
+class PromptBatcher:
+    """Endless batches over shuffled epochs; deterministic and resumable.
+
+    Epoch e visits the prompts in the order of a permutation seeded by (seed, e), in
+    ``len(prompts) // prompts_per_batch`` batches; the remainder of each epoch is skipped
+    (a different remainder every epoch). :meth:`state_dict` is the cursor (epoch, next
+    batch), so a resumed run continues with exactly the batch that comes next.
+    """
+
+    def __init__(
+        self,
+        prompts: Sequence[Prompt],
+        prompts_per_batch: int,
+        num_generations: int,
+        seed: int,
+        max_prompt_length: int | None = None,
+    ):
+        if prompts_per_batch < 1 or num_generations < 1:
+            raise ValueError("prompts_per_batch and num_generations must be >= 1")
+        if len(prompts) < prompts_per_batch:
+            raise ValueError(
+                f"{len(prompts)} prompts cannot fill a batch of {prompts_per_batch} prompts"
+            )
+        self.prompts = list(prompts)
+        self.prompts_per_batch = prompts_per_batch
+        self.num_generations = num_generations
+        self.seed = seed
+        self.max_prompt_length = max_prompt_length
+        self.batches_per_epoch = len(self.prompts) // prompts_per_batch
+        self._fingerprint = _fingerprint(p.example for p in self.prompts)
+        self.epoch = 0
+        self.position = 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.prompts))
+
+    def next_batch(self) -> PromptBatch:
+        if self.position == self.batches_per_epoch:
+            self.epoch += 1
+            self.position = 0
+            self._order = self._permutation(self.epoch)
+        start = self.position * self.prompts_per_batch
+        indices = self._order[start : start + self.prompts_per_batch]
+        batch = PromptBatch(
+            prompts=tuple(self.prompts[i] for i in indices),
+            num_generations=self.num_generations,
+            epoch=self.epoch,
+            index_in_epoch=self.position,
+            max_prompt_length=self.max_prompt_length,
+        )
+        self.position += 1
+        return batch
+
+    def __iter__(self) -> Iterator[PromptBatch]:
+        return self
+
+    def __next__(self) -> PromptBatch:
+        return self.next_batch()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "num_prompts": len(self.prompts),
+            "prompts_per_batch": self.prompts_per_batch,
+            "fingerprint": self._fingerprint,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state``; refuses a state from other data or batch settings,
+        which would silently replay or skip prompts."""
+        mine = self.state_dict()
+        for key in ("seed", "num_prompts", "prompts_per_batch", "fingerprint"):
+            if state[key] != mine[key]:
+                raise ValueError(
+                    f"cannot resume: saved {key} {state[key]!r} differs from {mine[key]!r}"
+                )
+        if not 0 <= state["position"] <= self.batches_per_epoch:
+            raise ValueError(f"cannot resume: position {state['position']} is out of range")
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self._order = self._permutation(self.epoch)
+
+
+def _fingerprint(examples) -> str:
+    digest = hashlib.sha256()
+    for e in examples:
+        digest.update(json.dumps([e.id, e.problem, e.answer]).encode())
+    return digest.hexdigest()[:16]
