@@ -53,6 +53,8 @@ def score_benchmark(
     ``answer``, cleaned by :func:`normalize_gold`, with lighteval's extractive match.
 
     A grader timeout or error counts as wrong (and is counted)."""
+    if not rows:
+        raise ValueError("no problems to score")
     if len(rows) != len(completions):
         raise ValueError(f"got completions for {len(completions)} of {len(rows)} problems")
     sizes = {len(samples) for samples in completions}
