@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -50,9 +50,25 @@ class Completion:
     text: str  # decoded without special tokens
 
 
+# Which distribution `Completion.logprobs` come from. "raw" (vLLM's default, `raw_logprobs`):
+# log-softmax of the model's logits, before temperature, top-k/top-p and EOS suppression; also what
+# open-rs's TRL used in its loss. "processed" (vLLM's `processed_logprobs`): the distribution the
+# token was actually drawn from, after all of those (greedy: log-softmax without temperature).
+LogprobsMode = Literal["raw", "processed"]
+LOGPROBS_MODES = ("raw", "processed")
+
+
 class RolloutEngine(Protocol):
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Returns len(prompts) * params.n completions, prompt by prompt."""
 
-    def sync_weights(self, named_arrays: Iterable[tuple[str, np.ndarray]]) -> float:
-        """Loads new weights (Hugging Face names); returns the seconds it took."""
+    def sync_weights(self, model) -> float:
+        """Makes the next `generate` sample from `model`'s current parameters (a
+        `Qwen2ForCausalLM`); returns the seconds it took. Call it after every update."""
+
+
+def decode_texts(tokenizer, token_ids: list[np.ndarray]) -> list[str]:
+    """Texts without special tokens, decoded the same way whichever engine sampled the ids."""
+    if tokenizer is None:
+        return [""] * len(token_ids)
+    return tokenizer.batch_decode([ids.tolist() for ids in token_ids], skip_special_tokens=True)
