@@ -1,0 +1,154 @@
+"""Orbax checkpoints of named pytrees of arrays plus one JSON metadata item, restorable onto any
+mesh or sharding.
+
+A checkpoint is an Orbax Composite: one StandardSave item per named tree ("params", "opt_state",
+...) and a JSON item "meta". `save_args` / `restore_args` / `handler_registry` plug into a
+CheckpointManager (the trainer); `save` / `restore` do the same for one standalone folder (tools,
+conversion). `save_params` / `restore_params` are the Qwen2 case: item "params" plus the HF config
+in meta["hf_config"], so a checkpoint can be turned back into a HF folder on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from jgrpo.model import Qwen2Config
+from ports import CheckpointError
+from ports.atomic import atomic_dir
+from ports.params import abstract_params, check_params, flat_params, param_tree, tree_dtype
+
+META = "meta"
+PARAMS = "params"
+
+
+def handler_registry(tree_names) -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+    """Tells Orbax each item's type up front, so reading metadata needs no restore args."""
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    for name in tree_names:
+        registry.add(name, ocp.args.StandardSave, ocp.StandardCheckpointHandler())
+        registry.add(name, ocp.args.StandardRestore, ocp.StandardCheckpointHandler())
+    registry.add(META, ocp.args.JsonSave, ocp.JsonCheckpointHandler())
+    registry.add(META, ocp.args.JsonRestore, ocp.JsonCheckpointHandler())
+    return registry
+
+
+def save_args(trees: Mapping[str, Any], meta: dict | None = None) -> ocp.args.Composite:
+    if META in trees:
+        raise ValueError(f"{META!r} is reserved for the JSON metadata item")
+    items = {name: ocp.args.StandardSave(tree) for name, tree in trees.items()}
+    return ocp.args.Composite(**items, **{META: ocp.args.JsonSave(meta or {})})
+
+
+def restore_args(targets: Mapping[str, Any]) -> ocp.args.Composite:
+    """targets: per item, a tree of jax.ShapeDtypeStruct whose shardings say where each leaf goes."""
+    items = {name: ocp.args.StandardRestore(target) for name, target in targets.items()}
+    return ocp.args.Composite(**items, **{META: ocp.args.JsonRestore()})
+
+
+def abstract(tree, shardings=None):
+    """A restore target: the tree's shapes and dtypes, placed by `shardings` (one sharding or a
+    matching tree of them) or, when None, where the tree's own arrays are."""
+    if shardings is None:
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+    if isinstance(shardings, jax.sharding.Sharding):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=shardings), tree)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def _checkpointer(tree_names) -> ocp.Checkpointer:
+    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(handler_registry=handler_registry(tree_names)))
+
+
+def save(path: str | Path, trees: Mapping[str, Any], meta: dict | None = None, *, overwrite: bool = False) -> None:
+    """One standalone checkpoint folder, written under a temporary name and renamed into place."""
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        with _checkpointer(trees) as ckpt:
+            ckpt.save(tmp, save_args(trees, meta))
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path).absolute()  # Orbax refuses relative paths
+    if not (path / META).is_dir():
+        raise CheckpointError(f"no Orbax checkpoint with a {META!r} item at {path}")
+    return path
+
+
+def read_meta(path: str | Path) -> dict:
+    with _checkpointer(()) as ckpt:
+        return ckpt.restore(_existing(path), ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+
+
+def stored_arrays(path: str | Path, name: str) -> dict[str, Any]:
+    """Dotted leaf path -> Orbax's ArrayMetadata (shape, dtype) for one tree item, read without data."""
+    path = _existing(path)
+    if not (path / name).is_dir():
+        raise CheckpointError(f"{path}: no item {name!r} in this checkpoint")
+    with _checkpointer([name]) as ckpt:
+        tree = ckpt.metadata(path).item_metadata[name]
+    return {jax.tree_util.keystr(p, simple=True, separator="."): leaf
+            for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _check_target(path: Path, name: str, target) -> None:
+    stored = stored_arrays(path, name)
+    wanted = {jax.tree_util.keystr(p, simple=True, separator="."): leaf
+              for p, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
+    for key, leaf in wanted.items():
+        if key not in stored:
+            raise CheckpointError(f"{path / name}: no array {key!r} in the checkpoint")
+        if tuple(stored[key].shape) != tuple(leaf.shape):
+            raise CheckpointError(f"{path / name}: {key!r} has shape {list(stored[key].shape)} in the checkpoint, "
+                                  f"expected {list(leaf.shape)}")
+    extra = sorted(set(stored) - set(wanted))
+    if extra:
+        raise CheckpointError(f"{path / name}: the checkpoint has {extra[0]!r}, which the target lacks")
+
+
+def restore(path: str | Path, targets: Mapping[str, Any]) -> tuple[dict[str, Any], dict]:
+    """({item: tree}, meta); each tree is placed as its target says (see `abstract`). Leaves whose
+    target dtype differs from the stored one are cast."""
+    path = _existing(path)
+    for name, target in targets.items():
+        _check_target(path, name, target)
+    try:
+        with _checkpointer(targets) as ckpt:
+            out = ckpt.restore(path, restore_args(targets))
+    except Exception as e:  # Orbax and TensorStore raise many types; the caller needs which file failed
+        raise CheckpointError(f"{path}: cannot restore ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    return {name: out[name] for name in targets}, out[META]
+
+
+def save_params(path: str | Path, model_or_params, cfg: Qwen2Config, *, meta: dict | None = None,
+                overwrite: bool = False) -> None:
+    """A Qwen2 parameter checkpoint: item "params", and the HF config in meta["hf_config"]."""
+    params = param_tree(model_or_params)
+    check_params(params, cfg)
+    hf_config = cfg.to_hf_dict(torch_dtype=tree_dtype(params).name)
+    save(path, {PARAMS: params}, {**(meta or {}), "hf_config": hf_config}, overwrite=overwrite)
+
+
+def restore_params(path: str | Path, *, mesh=None) -> tuple[Qwen2Config, dict]:
+    """(config, parameters) in their stored dtype, placed by the sharding table on `mesh` (default:
+    one device), whatever mesh they were saved from. Also reads the "params" item of a training
+    checkpoint whose meta carries "hf_config"."""
+    path = _existing(path)
+    meta = read_meta(path)
+    if "hf_config" not in meta:
+        raise CheckpointError(f"{path}: metadata has no 'hf_config' (not a parameter checkpoint)")
+    cfg = Qwen2Config.from_hf_dict(meta["hf_config"])
+    stored = stored_arrays(path, PARAMS)
+    leaves, treedef = flat_params(abstract_params(cfg, mesh=mesh))
+
+    def keep_stored_dtype(key, a):
+        s = stored.get(key)
+        return a if s is None else jax.ShapeDtypeStruct(a.shape, s.dtype, sharding=a.sharding)
+
+    target = jax.tree_util.tree_unflatten(
+        treedef, [keep_stored_dtype(".".join(str(k) for k in p), a) for p, a in leaves])
+    trees, _ = restore(path, {PARAMS: target})
+    return cfg, trees[PARAMS]
