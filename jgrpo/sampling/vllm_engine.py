@@ -1,0 +1,145 @@
+"""vLLM as a rollout engine, in this process, with weight sync from the trainer's parameters.
+
+vLLM runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): the in-memory sync hands it tensors that
+share the JAX buffers, which cannot cross a process boundary. Token ids go in and out; vLLM's
+tokenizer is never started, and texts are decoded by `decode_texts`, the same as the JAX engine.
+
+Sampling follows the JAX engine: each completion is its own request (vLLM refuses n > 1 when
+greedy), seeded per row from (seed, call number, row); it stops only at the given EOS ids
+(`ignore_eos`, so the config's EOS does not stop it unless listed); the stop token ends the
+completion. vLLM's min_tokens also suppresses the config's EOS id when it is not listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jgrpo.model import Qwen2ForCausalLM
+from jgrpo.sampling.base import LOGPROBS_MODES, Completion, LogprobsMode, SamplingParams, decode_texts
+from ports import safetensors_file
+from ports.params import flat_params, param_tree
+from ports.qwen2_names import hf_name
+
+_VLLM_LOGPROBS_MODE = {"raw": "raw_logprobs", "processed": "processed_logprobs"}
+_WEIGHTS_FILE = "model.safetensors"
+
+
+def _hf_params(model: Qwen2ForCausalLM) -> Iterator[tuple[str, jax.Array, bool]]:
+    """(HF name, parameter, transposed) for every parameter, in the model's order."""
+    for path, leaf in flat_params(param_tree(model))[0]:
+        name, transposed = hf_name(path)
+        yield name, leaf, transposed
+
+
+def _torch_tensors(model: Qwen2ForCausalLM):
+    """(HF name, torch tensor in HF layout) pairs sharing memory with the JAX arrays where they can:
+    a parameter split over several devices is gathered onto one first."""
+    import torch
+
+    for name, x, transposed in _hf_params(model):
+        if len(x.sharding.device_set) > 1:
+            x = jax.device_put(x, next(iter(x.sharding.device_set)))
+        tensor = torch.from_dlpack(x)
+        yield name, tensor.T if transposed else tensor
+
+
+def _write_weights(model: Qwen2ForCausalLM, folder: Path) -> None:
+    """One safetensors file in HF layout, written a tensor at a time; other weight files removed
+    so vLLM reads only this one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in [*folder.glob("*.safetensors"), *folder.glob("*.safetensors.index.json")]:
+        old.unlink()
+    params = list(_hf_params(model))
+    infos = [safetensors_file.TensorInfo(name, np.dtype(x.dtype), x.shape[::-1] if t else x.shape)
+             for name, x, t in params]
+    arrays = ((name, np.asarray(jax.device_get(x)).T if t else np.asarray(jax.device_get(x)))
+              for name, x, t in params)
+    safetensors_file.write_file(folder / _WEIGHTS_FILE, infos, arrays)
+
+
+class VllmEngine:
+    """A `vllm.LLM` started on `model_path`, a HF Qwen2 folder. Settings not named here go to
+    vllm.LLM through llm_kwargs."""
+
+    def __init__(self, model_path: str | Path, *, eos_token_ids, tokenizer=None, dtype: str = "bfloat16",
+                 gpu_memory_utilization: float = 0.7, max_model_len: int = 4608, enable_prefix_caching: bool = True,
+                 enforce_eager: bool = False, logprobs_mode: LogprobsMode = "raw", sync_via: str = "memory",
+                 sync_dir: str | Path = "/dev/shm/jgrpo-weights", seed: int = 0, **llm_kwargs):
+        if logprobs_mode not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}, got {logprobs_mode!r}")
+        if sync_via not in ("memory", "folder"):
+            raise ValueError(f"sync_via must be 'memory' or 'folder', got {sync_via!r}")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        import vllm
+
+        self._vllm = vllm
+        self.eos_token_ids = [int(i) for i in eos_token_ids]
+        self.tokenizer = tokenizer
+        self.sync_via = sync_via
+        self.sync_dir = Path(sync_dir)
+        self.calls = 0  # generate calls so far: part of every request's seed
+        self.llm = vllm.LLM(str(model_path), dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                            max_model_len=max_model_len, enable_prefix_caching=enable_prefix_caching,
+                            enforce_eager=enforce_eager, logprobs_mode=_VLLM_LOGPROBS_MODE[logprobs_mode],
+                            skip_tokenizer_init=True, seed=seed, **llm_kwargs)
+
+    @classmethod
+    def from_model(cls, model: Qwen2ForCausalLM, *, sync_dir: str | Path = "/dev/shm/jgrpo-weights",
+                   dtype: str | None = None, **options) -> "VllmEngine":
+        """Writes the model as a HF folder in sync_dir and starts vLLM on it. (Starting from random
+        "dummy" weights would skip the write, but vLLM then refuses every later reload from a
+        folder.) dtype defaults to the model's parameter dtype."""
+        param_dtype = np.dtype(jax.tree.leaves(nnx.state(model, nnx.Param))[0].dtype).name
+        folder = Path(sync_dir)
+        _write_weights(model, folder)
+        (folder / "config.json").write_text(json.dumps(model.cfg.to_hf_dict(torch_dtype=param_dtype), indent=2))
+        return cls(folder, sync_dir=folder, dtype=dtype or param_dtype, **options)
+
+    def sync_weights(self, model: Qwen2ForCausalLM, *, via: str | None = None) -> float:
+        """Pushes the model's parameters into vLLM ("memory": tensors sharing the JAX buffers;
+        "folder": a safetensors file in sync_dir) and drops the prefix cache, whose blocks hold
+        keys and values computed with the old weights. Returns the seconds it took."""
+        via = via or self.sync_via
+        start = time.perf_counter()
+        if via == "memory":
+            if self._vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING:
+                raise RuntimeError("in-memory weight sync needs VLLM_ENABLE_V1_MULTIPROCESSING=0 "
+                                   "(vLLM in this process); use sync_via='folder' otherwise")
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": _torch_tensors(model)})
+        elif via == "folder":
+            _write_weights(model, self.sync_dir)
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.sync_dir)})
+        else:
+            raise ValueError(f"via must be 'memory' or 'folder', got {via!r}")
+        self.llm.reset_prefix_cache()
+        return time.perf_counter() - start
+
+    def _request_params(self, params: SamplingParams, row: int):
+        seed = int(np.random.SeedSequence([params.seed, self.calls, row]).generate_state(1)[0])
+        return self._vllm.SamplingParams(
+            n=1, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+            max_tokens=params.max_new_tokens, min_tokens=params.min_new_tokens, seed=seed, logprobs=0,
+            stop_token_ids=self.eos_token_ids, ignore_eos=True, detokenize=False)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("generate needs at least one prompt and no empty prompt")
+        requests = [{"prompt_token_ids": [int(t) for t in p]} for p in prompts for _ in range(params.n)]
+        request_params = [self._request_params(params, row) for row in range(len(requests))]
+        self.calls += 1
+        outputs = self.llm.generate(requests, request_params, use_tqdm=False)
+        samples = [out.outputs[0] for out in outputs]
+        token_ids = [np.asarray(s.token_ids, np.int32) for s in samples]
+        texts = decode_texts(self.tokenizer, token_ids)
+        return [Completion(prompt_index=r // params.n, token_ids=token_ids[r],
+                           logprobs=np.asarray([lp[t].logprob for lp, t in zip(s.logprobs, s.token_ids)], np.float32),
+                           finish_reason="stop" if s.finish_reason == "stop" else "length", text=texts[r])
+                for r, s in enumerate(samples)]
