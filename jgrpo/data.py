@@ -75,7 +75,9 @@ def read_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
             return _read_jsonl(path)
         if suffix == ".parquet":
             return _read_parquet(path)
-        raise DatasetError(f"{path}: unsupported dataset file type {suffix!r}; use .jsonl or .parquet")
+        raise DatasetError(
+            f"{path}: unsupported dataset file type {suffix!r}; use .jsonl or .parquet"
+        )
     if path.exists():
         raise DatasetError(f"{path} is not a file; give a .jsonl or .parquet file")
     if path.suffix.lower() in _FILE_SUFFIXES or not _HUB_NAME.match(source):
@@ -120,7 +122,9 @@ def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
     try:
         return datasets.load_dataset(name, split=split).to_list()
     except Exception as exc:
-        raise DatasetError(f"cannot load Hugging Face dataset {name!r} (split {split!r}): {exc}") from exc
+        raise DatasetError(
+            f"cannot load Hugging Face dataset {name!r} (split {split!r}): {exc}"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,7 +187,9 @@ def load_examples(
         where = f"{source}: row {index} (id {row_id!r})"
         problem = row.get(columns.problem)
         if not isinstance(problem, str) or not problem.strip():
-            raise DatasetError(f"{where} has an empty or non-text problem in column {columns.problem!r}")
+            raise DatasetError(
+                f"{where} has an empty or non-text problem in column {columns.problem!r}"
+            )
         answer = _answer_text(row.get(columns.answer), where)
         if answer is None:
             if drop_missing_answers:
@@ -217,7 +223,9 @@ def _answer_text(value: Any, where: str) -> str | None:
         return value if value.strip() else None
     if value is None:
         return None
-    raise DatasetError(f"{where}: answer {value!r} is a {type(value).__name__}, not text or a number")
+    raise DatasetError(
+        f"{where}: answer {value!r} is a {type(value).__name__}, not text or a number"
+    )
 
 
 # ---------------------------------------------------------------------------------------

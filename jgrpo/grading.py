@@ -160,6 +160,13 @@ def extractive_match_verdict(prediction: str, golds: Sequence[str]) -> Verdict:
     return Verdict.WRONG
 
 
+def warm_up() -> None:
+    """Run both graders once, so that a fresh worker's first item does not pay for
+    imports and parser set-up inside its deadline."""
+    open_rs_verdict("$\\boxed{\\frac{1}{2}}$", "$0.5$")
+    extractive_match_verdict("$\\boxed{1}$", ("\\boxed{1}",))
+
+
 # ---------------------------------------------------------------------------------------
 # Process pool with a per-item deadline
 # ---------------------------------------------------------------------------------------
@@ -174,7 +181,16 @@ class Outcome:
     error: str | None = None
 
 
-def _worker_loop(conn: multiprocessing.connection.Connection) -> None:
+def _worker_loop(
+    conn: multiprocessing.connection.Connection, initializer: Callable[[], None] | None
+) -> None:
+    try:
+        if initializer is not None:
+            initializer()
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
     while True:
         try:
             message = conn.recv()
@@ -194,11 +210,15 @@ def _worker_loop(conn: multiprocessing.connection.Connection) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx: multiprocessing.context.BaseContext):
+    def __init__(self, ctx: multiprocessing.context.BaseContext, initializer):
         self.conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(child_conn,), daemon=True)
+        self.process = ctx.Process(
+            target=_worker_loop, args=(child_conn, initializer), daemon=True
+        )
         self.process.start()
         child_conn.close()
+        self.started = time.monotonic()
+        self.ready = False
 
     def kill(self) -> None:
         self.process.kill()
@@ -224,10 +244,11 @@ def _default_num_workers() -> int:
 class GraderPool:
     """Runs ``fn(*args)`` for many items in worker processes, each within a deadline.
 
-    Workers start on first use and are reused across calls. An item that runs past the
-    deadline (measured from when a worker picks it up) gets a "timeout" outcome and its
-    worker is killed and replaced; a worker that dies gets an "error" outcome and is
-    replaced. ``fn`` must be picklable by reference (a module-level function).
+    Workers start on first use, run ``initializer`` once, and are reused across calls. The
+    deadline counts from when a ready worker picks an item up, so start-up never eats into
+    it. An item that runs past the deadline gets a "timeout" outcome and its worker is
+    killed and replaced; a worker that dies gets an "error" outcome and is replaced. ``fn``
+    and ``initializer`` must be picklable by reference (module-level functions).
     """
 
     def __init__(
@@ -235,11 +256,15 @@ class GraderPool:
         num_workers: int | None = None,
         deadline_s: float = 10.0,
         start_method: str = "forkserver",
+        initializer: Callable[[], None] | None = None,
+        startup_timeout_s: float = 120.0,
     ):
         if deadline_s <= 0:
             raise ValueError(f"deadline_s must be positive, got {deadline_s}")
         self.num_workers = num_workers or _default_num_workers()
         self.deadline_s = deadline_s
+        self.startup_timeout_s = startup_timeout_s
+        self._initializer = initializer
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # Replacing a killed worker then costs a fork, not a fresh sympy import.
@@ -249,52 +274,70 @@ class GraderPool:
 
     def map(self, fn: Callable, items: Sequence[tuple]) -> list[Outcome]:
         if not self._workers:
-            self._workers = [_Worker(self._ctx) for _ in range(self.num_workers)]
+            self._workers = [self._new_worker() for _ in range(self.num_workers)]
         outcomes: list[Outcome | None] = [None] * len(items)
         pending = deque(enumerate(items))
         running: dict[int, tuple[int, float]] = {}  # worker slot -> (item index, start)
         while pending or running:
-            for slot in range(len(self._workers)):
-                if slot not in running and pending:
+            for slot, worker in enumerate(self._workers):
+                if worker.ready and slot not in running and pending:
                     index, args = pending.popleft()
-                    self._send(slot, (fn, tuple(args)))
+                    try:
+                        worker.conn.send((fn, tuple(args)))
+                    except OSError:  # it died while idle (e.g. killed for memory)
+                        pending.appendleft((index, args))
+                        self._replace(slot)
+                        continue
                     running[slot] = (index, time.monotonic())
-            first_deadline = min(start for _, start in running.values()) + self.deadline_s
-            conns = {self._workers[slot].conn: slot for slot in running}
-            ready = multiprocessing.connection.wait(
-                list(conns), timeout=max(0.0, first_deadline - time.monotonic())
-            )
-            for conn in ready:
-                slot = conns[conn]
-                index, _ = running.pop(slot)
-                try:
-                    status, payload = conn.recv()
-                except (EOFError, OSError):
-                    outcomes[index] = Outcome("error", error="grader worker died")
-                    self._replace(slot)
-                    continue
-                if status == "ok":
-                    outcomes[index] = Outcome("ok", value=payload)
-                else:
-                    outcomes[index] = Outcome("error", error=payload)
-            now = time.monotonic()
-            for slot, (index, start) in list(running.items()):
-                if now - start >= self.deadline_s:
-                    del running[slot]
-                    outcomes[index] = Outcome("timeout")
-                    self._replace(slot)
+            self._wait(running, outcomes)
         return outcomes  # type: ignore[return-value]
 
-    def _send(self, slot: int, message: tuple) -> None:
-        try:
-            self._workers[slot].conn.send(message)
-        except OSError:  # the idle worker died (e.g. killed for memory): retry on a new one
-            self._replace(slot)
-            self._workers[slot].conn.send(message)
+    def _wait(self, running: dict[int, tuple[int, float]], outcomes: list) -> None:
+        """Wait for the next reply, start-up message or deadline, and handle it."""
+        waiting = {
+            w.conn: slot for slot, w in enumerate(self._workers) if slot in running or not w.ready
+        }
+        deadlines = [start + self.deadline_s for _, start in running.values()]
+        deadlines += [w.started + self.startup_timeout_s for w in self._workers if not w.ready]
+        timeout = max(0.0, min(deadlines) - time.monotonic())
+        for conn in multiprocessing.connection.wait(list(waiting), timeout=timeout):
+            slot = waiting[conn]
+            worker = self._workers[slot]
+            try:
+                status, payload = conn.recv()
+            except (EOFError, OSError):
+                if not worker.ready:
+                    raise RuntimeError("a grader worker exited during start-up") from None
+                outcomes[running.pop(slot)[0]] = Outcome("error", error="grader worker died")
+                self._replace(slot)
+                continue
+            if not worker.ready:
+                if status != "ready":
+                    raise RuntimeError(f"a grader worker failed to start: {payload}")
+                worker.ready = True
+                continue
+            index, _ = running.pop(slot)
+            outcomes[index] = (
+                Outcome("ok", value=payload) if status == "ok" else Outcome("error", error=payload)
+            )
+        now = time.monotonic()
+        for slot, (index, start) in list(running.items()):
+            if now - start >= self.deadline_s:
+                del running[slot]
+                outcomes[index] = Outcome("timeout")
+                self._replace(slot)
+        for worker in self._workers:
+            if not worker.ready and now - worker.started >= self.startup_timeout_s:
+                raise RuntimeError(
+                    f"a grader worker did not start within {self.startup_timeout_s} s"
+                )
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._ctx, self._initializer)
 
     def _replace(self, slot: int) -> None:
         self._workers[slot].kill()
-        self._workers[slot] = _Worker(self._ctx)
+        self._workers[slot] = self._new_worker()
         self.workers_replaced += 1
 
     def close(self) -> None:
@@ -333,7 +376,9 @@ class Grader:
 
     def __init__(self, options: GradingOptions = GradingOptions()):
         self.options = options
-        self._pool = GraderPool(options.num_workers, options.deadline_s, options.start_method)
+        self._pool = GraderPool(
+            options.num_workers, options.deadline_s, options.start_method, initializer=warm_up
+        )
 
     def grade_open_rs(self, completions: Sequence[str], golds: Sequence[str]) -> list[Verdict]:
         _check_lengths(completions, golds)

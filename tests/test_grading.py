@@ -23,20 +23,23 @@ from jgrpo.grading import (
 )
 
 # Grading this takes math-verify about 5 s (its own comparison timeout), far past the
-# deadline used here; checked below rather than assumed.
+# short deadline used for it; checked below rather than assumed.
 PATHOLOGICAL = "So the answer is $\\boxed{10^{10^{8}}}$."
-DEADLINE_S = 2.0
+SHORT_DEADLINE_S = 2.0
 
 
 @pytest.fixture(scope="module")
 def grader():
-    with Grader(GradingOptions(num_workers=2, deadline_s=DEADLINE_S)) as g:
+    # The default deadline: a loaded CI machine must not turn slow golds into timeouts.
+    with Grader(GradingOptions(num_workers=2)) as g:
         yield g
 
 
 def open_rs_reference(completion: str, gold: str) -> str:
     """open-rs's accuracy test written out independently, run in-process."""
-    gold_parsed = parse(gold, extraction_mode="first_match", extraction_config=[LatexExtractionConfig()])
+    gold_parsed = parse(
+        gold, extraction_mode="first_match", extraction_config=[LatexExtractionConfig()]
+    )
     if len(gold_parsed) == 0:
         return "gold_unparseable"
     answer_parsed = parse(
@@ -128,18 +131,20 @@ def _run_in_process(target, args, seconds: float) -> bool:
     return running
 
 
-def test_pathological_completion_is_cut_at_deadline_and_batch_still_graded(grader):
-    assert _run_in_process(open_rs_verdict, (PATHOLOGICAL, "$5$"), 1.5 * DEADLINE_S), (
+def test_pathological_completion_is_cut_at_deadline_and_batch_still_graded():
+    assert _run_in_process(open_rs_verdict, (PATHOLOGICAL, "$5$"), 1.5 * SHORT_DEADLINE_S), (
         "the crafted completion no longer hangs the grader: pick a slower one"
     )
     completions = ["$\\boxed{5}$", PATHOLOGICAL, "$\\boxed{6}$", "$\\boxed{\\frac{10}{2}}$"]
-    start = time.monotonic()
-    verdicts = grader.grade_open_rs(completions, ["$5$"] * 4)
-    elapsed = time.monotonic() - start
-    assert verdicts == [Verdict.CORRECT, Verdict.TIMEOUT, Verdict.WRONG, Verdict.CORRECT]
-    assert elapsed < DEADLINE_S + 2.0
-    # The killed worker was replaced: the pool keeps working at full strength.
-    assert grader.grade_open_rs(["$\\boxed{5}$"] * 3, ["$5$"] * 3) == [Verdict.CORRECT] * 3
+    with Grader(GradingOptions(num_workers=2, deadline_s=SHORT_DEADLINE_S)) as grader:
+        grader.grade_open_rs(["$\\boxed{1}$"], ["$1$"])  # workers started and warm
+        start = time.monotonic()
+        verdicts = grader.grade_open_rs(completions, ["$5$"] * 4)
+        elapsed = time.monotonic() - start
+        assert verdicts == [Verdict.CORRECT, Verdict.TIMEOUT, Verdict.WRONG, Verdict.CORRECT]
+        assert elapsed < SHORT_DEADLINE_S + 2.0
+        # The killed worker was replaced: the pool keeps working at full strength.
+        assert grader.grade_open_rs(["$\\boxed{5}$"] * 3, ["$5$"] * 3) == [Verdict.CORRECT] * 3
 
 
 def test_pool_timeouts_errors_and_dead_workers():
@@ -153,6 +158,12 @@ def test_pool_timeouts_errors_and_dead_workers():
         assert outcomes[0].status == "error"
         assert [o.value for o in pool.map(abs, [(-1,), (-2,), (-3,)])] == [1, 2, 3]
         assert pool.workers_replaced == 2
+
+
+def test_pool_reports_a_worker_that_cannot_start():
+    with GraderPool(num_workers=1, initializer=next) as pool:  # next() raises TypeError
+        with pytest.raises(RuntimeError, match="grader worker failed to start: TypeError"):
+            pool.map(abs, [(1,)])
 
 
 def _oracle(answer_box: str) -> str:
@@ -200,7 +211,8 @@ def test_eval_grader_oracles_on_all_benchmarks(grader):
 
 def test_benchmark_names_and_sizes():
     sizes = {name: len(load_benchmark(name)) for name in BENCHMARKS}
-    assert sizes == {"aime24": 30, "amc23": 40, "math500": 500, "minerva": 272, "olympiadbench": 675}
+    expected = {"aime24": 30, "amc23": 40, "math500": 500, "minerva": 272, "olympiadbench": 675}
+    assert sizes == expected
     with pytest.raises(ValueError, match=r"unknown benchmark 'gsm8k'; known benchmarks: aime24, "):
         load_benchmark("gsm8k")
 

@@ -26,7 +26,7 @@ ANSWER_GOLD = RewardOptions(accuracy=AccuracyOptions(gold_column="answer", norma
 
 @pytest.fixture(scope="module")
 def grader():
-    with Grader(GradingOptions(num_workers=2, deadline_s=2.0)) as g:
+    with Grader(GradingOptions(num_workers=2)) as g:
         yield g
 
 
@@ -93,7 +93,8 @@ def test_accuracy_unparseable_gold_reward_is_an_option(grader):
 
 def test_bare_answer_gold_needs_normalize_gold(grader):
     wrong = ["\n</think>\nThe answer is $\\boxed{4}$."]
-    bare = rewards(["accuracy"], wrong, grader, RewardOptions(AccuracyOptions("answer")), answer=["5"])
+    unwrapped = RewardOptions(AccuracyOptions(gold_column="answer"))
+    bare = rewards(["accuracy"], wrong, grader, unwrapped, answer=["5"])
     assert bare.per_function["accuracy"].tolist() == [1.0]  # open-rs's trap: unparseable -> 1
     fixed = rewards(["accuracy"], wrong, grader, ANSWER_GOLD, answer=["5"])
     assert fixed.per_function["accuracy"].tolist() == [0.0]
@@ -105,9 +106,14 @@ def test_accuracy_names_a_missing_gold_column(grader):
         rewards(["accuracy"], ["$\\boxed{1}$"], grader, answer=["1"])
 
 
-def test_grader_timeout_scores_zero_and_is_counted(grader):
+def test_grader_timeout_scores_zero_and_is_counted():
+    # Grading the middle completion takes math-verify about 5 s (see test_grading.py).
     completions = ["$\\boxed{5}$", "So $\\boxed{10^{10^{8}}}$.", "$\\boxed{5}$"]
-    out = rewards(["accuracy"], completions, grader, ANSWER_GOLD, answer=["5"] * 3)
+    options = RewardOptions(
+        accuracy=ANSWER_GOLD.accuracy, grading=GradingOptions(num_workers=2, deadline_s=2.0)
+    )
+    with build_reward_fn(["accuracy"], options=options) as fn:
+        out = fn(completions, answer=["5"] * 3)
     assert out.per_function["accuracy"].tolist() == [1.0, 0.0, 1.0]
     assert out.metrics["rewards/grader_timeouts"] == 1
     assert out.metrics["rewards/accuracy/grader_timeouts"] == 1
@@ -139,7 +145,8 @@ def test_cosine_matches_open_rs_formula_and_oscillates_past_max_len(grader):
     completions = [_completion_of_length(n, "5") for n in LENGTHS]
     completions += [_completion_of_length(n, "6") for n in LENGTHS]
     out = rewards(["cosine"], completions, grader, ANSWER_GOLD, answer=["5"] * len(completions))
-    expected = [_open_rs_cosine(n, True) for n in LENGTHS] + [_open_rs_cosine(n, False) for n in LENGTHS]
+    expected = [_open_rs_cosine(n, True) for n in LENGTHS]
+    expected += [_open_rs_cosine(n, False) for n in LENGTHS]
     np.testing.assert_allclose(out.per_function["cosine"], expected, atol=1e-12)
     correct, wrong = out.per_function["cosine"][:5], out.per_function["cosine"][5:]
     # The known defect: twice max_len scores like length 0 (wrong: back up to 0.0).
@@ -172,7 +179,8 @@ def test_repetition_penalty():
     fn = build_reward_fn(["repetition"], options=options).functions["repetition"]
     assert fn(["x x x x"]) == [pytest.approx(-0.5 * (1 - 1 / 3))]
     with pytest.raises(ValueError, match="max_penalty must be <= 0"):
-        build_reward_fn(["repetition"], options=RewardOptions(repetition=RepetitionOptions(max_penalty=0.5)))
+        options = RewardOptions(repetition=RepetitionOptions(max_penalty=0.5))
+        build_reward_fn(["repetition"], options=options)
 
 
 # --- language --------------------------------------------------------------------------

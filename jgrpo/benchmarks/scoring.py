@@ -59,7 +59,9 @@ def score_benchmark(
         raise ValueError(f"got completions for {len(completions)} of {len(rows)} problems")
     sizes = {len(samples) for samples in completions}
     if len(sizes) != 1 or 0 in sizes:
-        raise ValueError(f"every problem needs the same number (>0) of samples, got {sorted(sizes)}")
+        raise ValueError(
+            f"every problem needs the same number (>0) of samples, got {sorted(sizes)}"
+        )
     n = sizes.pop()
     golds = [(normalize_gold(row["answer"]),) for row in rows]
     flat = [c for samples in completions for c in samples]

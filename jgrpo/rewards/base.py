@@ -23,7 +23,9 @@ class RewardScores(list):
         self.metrics = dict(metrics or {})
 
 
-def column(columns: Mapping[str, Sequence], name: str, n: int, reward: str, hint: str = "") -> Sequence:
+def column(
+    columns: Mapping[str, Sequence], name: str, n: int, reward: str, hint: str = ""
+) -> Sequence:
     """The column ``name``, checked to be present and aligned with the ``n`` completions."""
     if name not in columns:
         raise ValueError(

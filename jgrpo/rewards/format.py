@@ -16,7 +16,8 @@ def format_reward(completions: list[str], **columns) -> list[float]:
 
 
 def format_open_r1_reward(completions: list[str], **columns) -> list[float]:
-    """Upstream open-r1: the whole completion is ``<think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>``.
+    """Upstream open-r1: the completion is
+    ``<think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>``.
 
     With the R1 chat template ``<think>\\n`` is part of the prompt, so completions rarely
     start with it: this variant is for templates that do not prefill it.

@@ -127,7 +127,9 @@ def build_reward_fn(
     options = options or RewardOptions()
     weights = [1.0] * len(names) if weights is None else list(weights)
     if len(weights) != len(names):
-        raise ValueError(f"got {len(weights)} reward weights for {len(names)} rewards {list(names)}")
+        raise ValueError(
+            f"got {len(weights)} reward weights for {len(names)} rewards {list(names)}"
+        )
     owned: list[Grader] = []
 
     def get_grader() -> Grader:
@@ -179,7 +181,9 @@ def _as_array(name: str, scores: Sequence[float | None], n: int) -> np.ndarray:
         elif isinstance(score, numbers.Real):
             values[i] = float(score)
         else:
-            raise ValueError(f"reward {name!r} returned {score!r} (a {type(score).__name__}) at {i}")
+            raise ValueError(
+                f"reward {name!r} returned {score!r} (a {type(score).__name__}) at {i}"
+            )
     return values
 
 

@@ -1,0 +1,263 @@
+"""Datasets, column mapping, chat template and the resumable prompt batcher."""
+
+import importlib.util
+import json
+
+import pytest
+
+from jgrpo.data import (
+    EVAL_PROMPT_TEMPLATE,
+    OPEN_RS_SYSTEM_PROMPT,
+    ColumnMap,
+    DatasetError,
+    Example,
+    Prompt,
+    PromptBatcher,
+    encode_prompts,
+    load_examples,
+    load_tokenizer,
+    render_prompt,
+    truncate_left,
+)
+
+BOS, USER, ASSISTANT = "<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# --- prompts ---------------------------------------------------------------------------
+
+
+def test_training_prompt_is_the_r1_template_with_system_prompt(tokenizer):
+    problem = "What is $1+1$? Give the answer in \\boxed{}."
+    text = render_prompt(tokenizer, problem, OPEN_RS_SYSTEM_PROMPT)
+    assert text == f"{BOS}{OPEN_RS_SYSTEM_PROMPT}{USER}{problem}{ASSISTANT}<think>\n"
+
+
+def test_eval_prompt_has_no_system_prompt(tokenizer):
+    problem = "Find $x$."
+    text = render_prompt(tokenizer, problem, None, EVAL_PROMPT_TEMPLATE)
+    user = EVAL_PROMPT_TEMPLATE.replace("{Question}", problem)
+    assert text == f"{BOS}{USER}{user}{ASSISTANT}<think>\n"
+    assert user.startswith("Solve the following math problem efficiently and clearly.  The last")
+    assert user.endswith("Think step by step before answering.\n\nFind $x$.")
+
+
+def test_prompt_constants_keep_open_rs_quirks():
+    # YAML kept the doubled braces; the model was trained on them.
+    assert "within \\boxed{{}} . The reasoning" in OPEN_RS_SYSTEM_PROMPT
+    assert OPEN_RS_SYSTEM_PROMPT.endswith("Note that respond by English, NOT use other languages.")
+    assert "$\\boxed{ANSWER}$. I hope it is correct' (without quotes)" in EVAL_PROMPT_TEMPLATE
+
+
+def test_encoded_ids_have_one_bos_and_round_trip(tokenizer):
+    examples = [
+        Example("a", "Compute $2^{10}$.", "1024"),
+        Example("b", "Résumé: 大于 ∑ ", "1"),
+    ]
+    for prompt in encode_prompts(examples, tokenizer):
+        assert prompt.token_ids[0] == tokenizer.bos_token_id
+        assert prompt.token_ids.count(tokenizer.bos_token_id) == 1
+        assert tokenizer.decode(prompt.token_ids) == prompt.text
+        assert prompt.token_ids[-2:] == tuple(tokenizer.convert_tokens_to_ids(["<think>", "Ċ"]))
+
+
+def test_truncate_left_keeps_the_end():
+    assert truncate_left([1, 2, 3, 4, 5], 3) == [3, 4, 5]
+    assert truncate_left([1, 2], 3) == [1, 2]
+    assert truncate_left([1, 2], None) == [1, 2]
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def test_bundled_training_set_and_its_two_empty_answers():
+    with pytest.raises(DatasetError, match=r"row 5328 \(id 'math-5328'\) has no answer"):
+        load_examples("bundled:deepscaler_math")
+    loaded = load_examples("bundled:deepscaler_math", drop_missing_answers=True)
+    assert len(loaded.examples) == 7472
+    assert loaded.dropped_ids == ["math-5328", "math-5330"]
+    assert loaded.examples[0].id == "math-0" and loaded.examples[0].answer == "0"
+
+
+def test_column_mapping(tmp_path):
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"question": "Q1", "final": 27.0, "worked": "so $\\boxed{27}$"},
+            {"question": "Q2", "final": 2.5},
+            {"question": "Q3", "final": "x+1", "worked": None},
+        ],
+    )
+    columns = ColumnMap(problem="question", answer="final", solution="worked", id=None)
+    examples = load_examples(path, columns).examples
+    assert examples == [
+        Example("0", "Q1", "27", "so $\\boxed{27}$"),
+        Example("1", "Q2", "2.5", None),
+        Example("2", "Q3", "x+1", None),
+    ]
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="dataset file not found: .*nope.jsonl"):
+        load_examples("/tmp/definitely/nope.jsonl")
+
+
+def test_unsupported_file_type(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("problem,answer\n1+1,2\n")
+    with pytest.raises(DatasetError, match=r"d.csv: unsupported dataset file type '.csv'"):
+        load_examples(path)
+
+
+def test_invalid_jsonl_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"problem": "p", "answer": "1"}\n{"problem": oops}\n')
+    with pytest.raises(DatasetError, match=r"d.jsonl:2: not valid JSON"):
+        load_examples(path)
+
+
+@pytest.mark.parametrize("missing", ["problem", "answer"])
+def test_missing_column(tmp_path, missing):
+    row = {"problem": "p", "answer": "1", "id": "r0"}
+    del row[missing]
+    path = write_jsonl(tmp_path / "d.jsonl", [row])
+    message = rf"d.jsonl: no {missing} column '{missing}' \(columns: "
+    with pytest.raises(DatasetError, match=message):
+        load_examples(path)
+
+
+def test_row_without_answer(tmp_path):
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [{"id": "a", "problem": "p", "answer": "1"}, {"id": "b", "problem": "q", "answer": "  "}],
+    )
+    message = r"d.jsonl: row 1 \(id 'b'\) has no answer in column 'answer'"
+    with pytest.raises(DatasetError, match=message):
+        load_examples(path)
+    loaded = load_examples(path, drop_missing_answers=True)
+    assert [e.id for e in loaded.examples] == ["a"] and loaded.dropped_ids == ["b"]
+
+
+def test_unknown_bundled_dataset():
+    message = "unknown bundled dataset 'open-rs'; bundled: deepscaler_math"
+    with pytest.raises(DatasetError, match=message):
+        load_examples("bundled:open-rs")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is not None, reason="pyarrow is installed")
+def test_parquet_without_pyarrow_names_the_package(tmp_path):
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"PAR1")
+    with pytest.raises(DatasetError, match="reading Parquet needs the 'pyarrow' package"):
+        load_examples(path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow")
+def test_parquet(tmp_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    path = tmp_path / "d.parquet"
+    table = pyarrow.table({"problem": ["p1", "p2"], "answer": ["1", "2"]})
+    pyarrow.parquet.write_table(table, path)
+    assert [e.answer for e in load_examples(path).examples] == ["1", "2"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("datasets") is not None, reason="datasets is installed"
+)
+def test_hub_name_without_datasets_names_the_package():
+    with pytest.raises(DatasetError, match="needs the 'datasets' package"):
+        load_examples("knoveleng/open-rs")
+
+
+# --- batching --------------------------------------------------------------------------
+
+
+def make_prompts(n):
+    return [
+        Prompt(Example(f"id{i}", f"problem {i}", str(i)), f"text {i}", tuple(range(i % 7 + 1)))
+        for i in range(n)
+    ]
+
+
+def ids_of(batch):
+    return [p.example.id for p in batch.prompts]
+
+
+def test_batches_cover_each_epoch_without_repeats():
+    prompts = make_prompts(23)
+    batcher = PromptBatcher(prompts, prompts_per_batch=5, num_generations=3, seed=7)
+    assert batcher.batches_per_epoch == 4
+    epochs = []
+    for epoch in range(3):
+        batches = [next(batcher) for _ in range(4)]
+        assert {b.epoch for b in batches} == {epoch}
+        seen = [i for b in batches for i in ids_of(b)]
+        assert len(set(seen)) == 20, "a prompt was repeated within an epoch"
+        epochs.append(seen)
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
+def test_batches_depend_only_on_the_seed():
+    prompts = make_prompts(23)
+    first = [ids_of(b) for b, _ in zip(PromptBatcher(prompts, 5, 3, seed=7), range(8))]
+    again = [ids_of(b) for b, _ in zip(PromptBatcher(prompts, 5, 3, seed=7), range(8))]
+    other = [ids_of(b) for b, _ in zip(PromptBatcher(prompts, 5, 3, seed=8), range(8))]
+    assert first == again and first != other
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 4, 9])  # mid-epoch, end of epoch, next epoch
+def test_resume_continues_with_the_exact_next_batch(stop_after):
+    prompts = make_prompts(17)
+    reference = PromptBatcher(prompts, 4, 2, seed=3)
+    expected = [ids_of(next(reference)) for _ in range(stop_after + 6)]
+    interrupted = PromptBatcher(prompts, 4, 2, seed=3)
+    for _ in range(stop_after):
+        next(interrupted)
+    state = json.loads(json.dumps(interrupted.state_dict()))  # survives a checkpoint
+    resumed = PromptBatcher(prompts, 4, 2, seed=3)
+    resumed.load_state_dict(state)
+    assert [ids_of(next(resumed)) for _ in range(6)] == expected[stop_after:]
+
+
+def test_resume_refuses_other_data_or_settings():
+    state = PromptBatcher(make_prompts(17), 4, 2, seed=3).state_dict()
+    with pytest.raises(ValueError, match="saved fingerprint"):
+        PromptBatcher(make_prompts(16) + make_prompts(18)[17:], 4, 2, seed=3).load_state_dict(state)
+    with pytest.raises(ValueError, match="saved seed 3 differs from 4"):
+        PromptBatcher(make_prompts(17), 4, 2, seed=4).load_state_dict(state)
+    with pytest.raises(ValueError, match="saved prompts_per_batch"):
+        PromptBatcher(make_prompts(17), 5, 2, seed=3).load_state_dict(state)
+
+
+def test_batch_columns_repeat_each_prompt_g_times_and_truncate_left():
+    batcher = PromptBatcher(make_prompts(10), 3, 4, seed=0, max_prompt_length=4)
+    batch = next(batcher)
+    columns = batch.columns()
+    assert set(columns) == {"id", "problem", "answer", "prompt"}  # no solutions in this data
+    for name, values in columns.items():
+        assert len(values) == 12
+        assert values == [v for v in getattr_column(batch, name) for _ in range(4)]
+    assert batch.prompt_ids == [list(p.token_ids[-4:]) for p in batch.prompts]
+    assert batch.num_truncated == sum(len(p.token_ids) > 4 for p in batch.prompts)
+
+
+def getattr_column(batch, name):
+    if name == "prompt":
+        return [p.text for p in batch.prompts]
+    return [getattr(p.example, name) for p in batch.prompts]
+
+
+def test_batcher_rejects_too_few_prompts():
+    with pytest.raises(ValueError, match="3 prompts cannot fill a batch of 4"):
+        PromptBatcher(make_prompts(3), 4, 2, seed=0)
