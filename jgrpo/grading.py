@@ -248,7 +248,8 @@ class GraderPool:
     deadline counts from when a ready worker picks an item up, so start-up never eats into
     it. An item that runs past the deadline gets a "timeout" outcome and its worker is
     killed and replaced; a worker that dies gets an "error" outcome and is replaced. ``fn``
-    and ``initializer`` must be picklable by reference (module-level functions).
+    and ``initializer`` must be picklable by reference (module-level functions). One
+    ``map`` at a time: the pool is not thread-safe.
     """
 
     def __init__(
@@ -278,18 +279,25 @@ class GraderPool:
         outcomes: list[Outcome | None] = [None] * len(items)
         pending = deque(enumerate(items))
         running: dict[int, tuple[int, float]] = {}  # worker slot -> (item index, start)
-        while pending or running:
-            for slot, worker in enumerate(self._workers):
-                if worker.ready and slot not in running and pending:
-                    index, args = pending.popleft()
-                    try:
-                        worker.conn.send((fn, tuple(args)))
-                    except OSError:  # it died while idle (e.g. killed for memory)
-                        pending.appendleft((index, args))
-                        self._replace(slot)
-                        continue
-                    running[slot] = (index, time.monotonic())
-            self._wait(running, outcomes)
+        try:
+            while pending or running:
+                for slot, worker in enumerate(self._workers):
+                    if worker.ready and slot not in running and pending:
+                        index, args = pending.popleft()
+                        try:
+                            worker.conn.send((fn, tuple(args)))
+                        except OSError:  # it died while idle (e.g. killed for memory)
+                            pending.appendleft((index, args))
+                            self._replace(slot)
+                            continue
+                        running[slot] = (index, time.monotonic())
+                self._wait(running, outcomes)
+        except BaseException:
+            # Busy workers would answer the next call with this call's results.
+            for worker in self._workers:
+                worker.kill()
+            self._workers = []
+            raise
         return outcomes  # type: ignore[return-value]
 
     def _wait(self, running: dict[int, tuple[int, float]], outcomes: list) -> None:

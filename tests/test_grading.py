@@ -5,6 +5,7 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -164,6 +165,15 @@ def test_pool_reports_a_worker_that_cannot_start():
     with GraderPool(num_workers=1, initializer=next) as pool:  # next() raises TypeError
         with pytest.raises(RuntimeError, match="grader worker failed to start: TypeError"):
             pool.map(abs, [(1,)])
+
+
+def test_pool_replaces_a_worker_that_died_while_idle():
+    with GraderPool(num_workers=1) as pool:
+        [outcome] = pool.map(os.getpid, [()])
+        os.kill(outcome.value, signal.SIGKILL)  # as the OOM killer would
+        time.sleep(0.1)
+        assert [o.value for o in pool.map(abs, [(-4,), (-5,)])] == [4, 5]
+        assert pool.workers_replaced == 1
 
 
 def _oracle(answer_box: str) -> str:
