@@ -10,7 +10,7 @@ import time
 
 import pytest
 from latex2sympy2_extended import NormalizationConfig
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from math_verify import LatexExtractionConfig, parse, verify
 
 from jgrpo.benchmarks import BENCHMARKS, load_benchmark, pass_at_k, score_benchmark
 from jgrpo.benchmarks.scoring import avg_at_k
