@@ -52,6 +52,9 @@ def checkpoint_tensors(folder: Path) -> dict[str, tuple[Path, TensorInfo]]:
     for name, file in weight_map.items():
         if name not in found or found[name][0].name != file:
             raise CheckpointError(f"{index}: tensor {name!r} is not in {file}")
+    unlisted = sorted(set(found) - set(weight_map))
+    if unlisted:
+        raise CheckpointError(f"{index}: does not list tensor {unlisted[0]!r} (found in {found[unlisted[0]][0].name})")
     return found
 
 
