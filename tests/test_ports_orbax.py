@@ -7,13 +7,12 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from flax import nnx
 
-from jgrpo.model import Qwen2Config, Qwen2ForCausalLM, build_sharded, make_mesh
+from jgrpo.model import Qwen2Config, make_mesh
 from ports import CheckpointError
 from ports.orbax_ckpt import (abstract, handler_registry, read_meta, restore, restore_args, restore_params, save,
                               save_args, save_params)
-from ports.params import abstract_params, param_tree
+from ports.params import abstract_params
 from tests.tiny_models import TINY_CONFIGS
 
 CFG = Qwen2Config(**{k: v for k, v in TINY_CONFIGS["untied_2kv"].items()})
@@ -25,7 +24,10 @@ def one_device_mesh():
 
 @pytest.fixture(scope="module")
 def params():
-    return param_tree(build_sharded(lambda: Qwen2ForCausalLM(CFG, rngs=nnx.Rngs(7)), make_mesh(fsdp=4, tp=1)))
+    """Random values placed as the sharding table says on a (fsdp=4, tp=1) mesh."""
+    rng = np.random.default_rng(7)
+    return jax.tree.map(lambda a: jax.device_put(rng.standard_normal(a.shape).astype(a.dtype), a.sharding),
+                        abstract_params(CFG, mesh=make_mesh(fsdp=4, tp=1)))
 
 
 def assert_trees_equal(a, b):
