@@ -139,7 +139,7 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
         metrics.update(token_means(sums))
         metrics.update(batch_metrics(batch, loss_cfg.num_generations))
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
