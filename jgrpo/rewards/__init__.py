@@ -4,7 +4,7 @@ Use :func:`build_reward_fn` with names from :data:`REWARD_NAMES` (or ``"module:f
 """
 
 from jgrpo.rewards.accuracy import AccuracyOptions, AccuracyReward
-from jgrpo.rewards.base import RewardFunc, RewardScores
+from jgrpo.rewards.base import FINISH_REASON_COLUMN, RewardFunc, RewardScores
 from jgrpo.rewards.cosine import TOKEN_LENGTHS_COLUMN, CosineOptions, CosineReward, cosine_scaled
 from jgrpo.rewards.format import format_open_r1_reward, format_reward, tag_count_reward
 from jgrpo.rewards.language import LanguageOptions, LanguageReward, letter_scripts
@@ -18,6 +18,7 @@ from jgrpo.rewards.registry import (
 from jgrpo.rewards.repetition import RepetitionOptions, RepetitionReward
 
 __all__ = [
+    "FINISH_REASON_COLUMN",
     "REWARD_NAMES",
     "TOKEN_LENGTHS_COLUMN",
     "AccuracyOptions",

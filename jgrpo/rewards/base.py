@@ -2,8 +2,8 @@
 
 ``completions`` are decoded completion texts (special tokens removed); ``columns`` are the
 batch's dataset columns, each a list aligned with ``completions`` (``problem``,
-``answer``, ``solution`` when the data has one, ``prompt``), plus
-``completion_token_lengths`` when the trainer passes it. A function may return ``None`` for
+``answer``, ``solution`` when the data has one, ``prompt``), plus what the trainer knows
+of each completion: ``completion_token_lengths`` and ``finish_reason`` ("stop" or "length"). A function may return ``None`` for
 a sample it does not apply to. Built-in rewards that count events (grader timeouts,
 unparseable golds) return a :class:`RewardScores`, which is still a list of floats.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 RewardFunc = Callable[..., Sequence[float | None]]
+
+FINISH_REASON_COLUMN = "finish_reason"
 
 
 class RewardScores(list):

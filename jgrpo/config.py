@@ -1,0 +1,313 @@
+"""The run configuration: typed dataclasses, read from YAML plus `--section.key value` overrides.
+
+Validation is strict: an unknown key, a value of the wrong type or a value that a section rejects
+stops the run before any work starts, with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jgrpo.data import OPEN_RS_SYSTEM_PROMPT
+from jgrpo.grpo.config import LossConfig, OptimizerConfig
+from jgrpo.rewards import RewardOptions
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyModelConfig:
+    """Architecture of the model a run builds for itself when `model.path` is empty."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    path: str | None = None  # a Hugging Face Qwen2 folder; empty: build `tiny` into the run folder
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+    remat: bool = False
+    tiny: TinyModelConfig = TinyModelConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    # "arithmetic" (the built-in toy task), a JSONL/Parquet file, "bundled:deepscaler_math", or a
+    # Hugging Face dataset name (needs the `datasets` package and network).
+    source: str = "arithmetic"
+    split: str = "train"
+    problem_column: str = "problem"
+    answer_column: str = "answer"
+    solution_column: str | None = "solution"
+    drop_missing_answers: bool = False
+    tokenizer: str | None = None  # default: the model folder's own tokenizer
+    system_prompt: str | None = OPEN_RS_SYSTEM_PROMPT
+    max_prompt_length: int = 512
+    arithmetic_max_operand: int = 9  # the toy task: a + b with 0 <= a, b <= this
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    engine: str = "jax"  # jax | vllm
+    num_generations: int = 6
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    max_completion_length: int = 3584
+    # vLLM only
+    gpu_memory_utilization: float = 0.7
+    max_model_len: int = 4608
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    weight_sync: str = "memory"  # memory | folder
+    sync_folder: str = "/dev/shm/jgrpo-weights"
+
+    def __post_init__(self):
+        if self.engine not in ("jax", "vllm"):
+            raise ValueError(f"engine {self.engine!r} is not one of ('jax', 'vllm')")
+        if self.weight_sync not in ("memory", "folder"):
+            raise ValueError(f"weight_sync {self.weight_sync!r} is not one of ('memory', 'folder')")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardsConfig:
+    funcs: tuple[str, ...] = ("format", "accuracy")
+    weights: tuple[float, ...] = (1.0, 2.0)
+    options: RewardOptions = RewardOptions()
+
+    def __post_init__(self):
+        if len(self.funcs) != len(self.weights):
+            raise ValueError(f"{len(self.funcs)} reward funcs but {len(self.weights)} weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    data: int = 1
+    fsdp: int = -1  # -1: all remaining devices
+    tp: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str = "runs/run"
+    max_steps: int = 500
+    prompts_per_step: int = 12
+    seed: int = 42
+    save_steps: int = 50
+    keep_checkpoints: int = 3
+    export_hf: str = "final"  # final | every | none: Hugging Face folders next to the Orbax checkpoints
+    mesh: MeshConfig = MeshConfig()
+
+    def __post_init__(self):
+        if self.export_hf not in ("final", "every", "none"):
+            raise ValueError(f"export_hf {self.export_hf!r} is not one of ('final', 'every', 'none')")
+        for name in ("max_steps", "prompts_per_step", "save_steps", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "jgrpo"
+    completions_per_step: int = 2  # sample completions written to completions.jsonl
+    plots: bool = True
+
+
+# Keys of the library sections that the run derives from another section instead of reading them.
+DERIVED = {
+    "loss.num_generations": "rollout.num_generations",
+    "loss.max_completion_length": "rollout.max_completion_length",
+    "optim.total_steps": "train.max_steps",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    rewards: RewardsConfig = RewardsConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+
+    def __post_init__(self):
+        # Resolve the derived keys so every section is self-consistent.
+        object.__setattr__(self, "loss", dataclasses.replace(
+            self.loss, num_generations=self.rollout.num_generations,
+            max_completion_length=self.rollout.max_completion_length))
+        object.__setattr__(self, "optim", dataclasses.replace(self.optim, total_steps=self.train.max_steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in DERIVED:
+            section, name = key.split(".")
+            d[section].pop(name)
+        return _plain(d)
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _coerce(value: Any, typ: Any, key: str, derived_ok: bool = False) -> Any:
+    """`value` as type `typ`; strings from the command line are parsed as YAML scalars first."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(typ)
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if type(None) in options:
+                return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"config key {key}: got {value!r}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(typ)[:1]
+        return tuple(_coerce(v, item, key) for v in value)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key}: expected a section (mapping), got {value!r}")
+        return build(typ, value, key + ".", derived_ok)
+    if typ is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads 1e-6 as a string
+            except ValueError:
+                pass
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise ConfigError(f"config key {key}: unsupported type {typ}")
+    raise ConfigError(f"config key {key}: expected {typ.__name__}, got {value!r}")
+
+
+def build(cls, values: dict[str, Any], prefix: str = "", derived_ok: bool = False):
+    """Builds dataclass `cls` from a nested mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        full = prefix + key
+        if full in DERIVED and not derived_ok:
+            raise ConfigError(f"config key {full} is not settable: it follows {DERIVED[full]}")
+        if key not in names:
+            raise ConfigError(f"unknown config key {full!r} (known in this section: {', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], full, derived_ok)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'root'}: {e}") from None
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    *sections, leaf = dotted.split(".")
+    node = tree
+    for s in sections:
+        child = node.setdefault(s, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {dotted}: {s} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _get_path(tree: dict, dotted: str) -> Any:
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def load_config(path: str | Path | None, overrides: dict[str, str] | None = None) -> RunConfig:
+    """RunConfig from a YAML file (or the defaults) and dotted overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for key, value in (overrides or {}).items():
+        _set_path(tree, key, value)
+    for key in DERIVED:
+        if _get_path(tree, key) is not None:
+            raise ConfigError(f"config key {key} is not settable: it follows {DERIVED[key]}")
+    # Sections validate themselves on construction, so they must see the derived values already.
+    for key, source in DERIVED.items():
+        value = _get_path(tree, source)
+        section, name = source.split(".")
+        default = getattr(RunConfig.__dataclass_fields__[section].default, name)
+        _set_path(tree, key, default if value is None else value)
+    return build(RunConfig, tree, derived_ok=True)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def describe_keys(cls=RunConfig, prefix: str = "") -> list[str]:
+    """Every settable key with its default, for --help."""
+    lines = []
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        full = prefix + f.name
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += describe_keys(type(value), full + ".")
+        elif full not in DERIVED:
+            lines.append(f"  --{full} (default: {value!r})")
+    return lines

@@ -1,0 +1,61 @@
+"""PNG curves of a run, drawn from its metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jgrpo.run_log import METRICS_FILE
+
+CURVES = {
+    "reward": "reward",
+    "kl": "KL to the reference",
+    "completions/mean_length": "completion length (tokens)",
+    "learning_rate": "learning rate",
+}
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    if len(y) < window:
+        return y
+    kernel = np.ones(window) / window
+    return np.convolve(y, kernel, mode="valid")
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Writes run_dir/plots/<metric>.png for each curve the run logged; returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    out_dir = run_dir / "plots"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    for key, title in CURVES.items():
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if not points:
+            continue
+        steps, values = map(np.asarray, zip(*points))
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(steps, values, lw=0.8, alpha=0.5, label="per step")
+        window = max(1, len(values) // 20)
+        if window > 1:
+            ax.plot(steps[window - 1:], _smooth(values, window), lw=2, label=f"mean of {window}")
+            ax.legend()
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        file = out_dir / (key.replace("/", "_") + ".png")
+        fig.savefig(file, dpi=100)
+        plt.close(fig)
+        written.append(file)
+    return written

@@ -1,0 +1,70 @@
+"""Where a run's numbers go: metrics.jsonl (one line per step, TRL's metric names), TensorBoard
+event files, Weights & Biases when asked for, and a sample of completions per step."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from jgrpo.config import LogConfig
+
+METRICS_FILE = "metrics.jsonl"
+COMPLETIONS_FILE = "completions.jsonl"
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    """Drops lines logged after `step`: a crashed run may have logged steps its last checkpoint
+    does not contain, and the resumed run logs them again."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _finite(value: float):
+    return value if math.isfinite(value) else None  # JSON has no NaN
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, cfg: LogConfig, config_dict: dict, start_step: int):
+        self.cfg = cfg
+        for name in (METRICS_FILE, COMPLETIONS_FILE):
+            _truncate_after(run_dir / name, start_step)
+        self._metrics = open(run_dir / METRICS_FILE, "a")
+        self._completions = open(run_dir / COMPLETIONS_FILE, "a")
+        self._tb = None
+        if cfg.tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
+        self._wandb = None
+        if cfg.wandb:
+            import wandb  # checked before the run starts (jgrpo.train)
+
+            self._wandb = wandb.init(project=cfg.wandb_project, dir=str(run_dir), config=config_dict,
+                                     resume="allow", name=run_dir.name)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        row = {"step": step, **{k: _finite(float(v)) for k, v in metrics.items()}}
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(k, float(v), step)
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(metrics, step=step)
+
+    def log_completions(self, step: int, rows: list[dict]) -> None:
+        for row in rows[: self.cfg.completions_per_step]:
+            self._completions.write(json.dumps({"step": step, **row}) + "\n")
+        self._completions.flush()
+
+    def close(self) -> None:
+        self._metrics.close()
+        self._completions.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()

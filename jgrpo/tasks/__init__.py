@@ -1,0 +1,1 @@
+"""Built-in toy tasks small enough for a CPU to show GRPO learning."""

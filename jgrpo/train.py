@@ -1,0 +1,327 @@
+"""`python -m jgrpo.train [--config FILE] [--section.key value ...] [--resume]`
+
+One GRPO step: prompts -> rollout engine -> rewards -> group advantages -> reference (and old)
+log-probs -> jitted, sharded update -> weight sync -> metrics, checkpoint. With no arguments it
+runs conf/tiny.yaml, the CPU default: a tiny Qwen2 learning single-digit addition from rewards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from jgrpo.checkpoint import Checkpoints
+from jgrpo.config import ConfigError, RunConfig, describe_keys, load_config, save_config
+from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
+from jgrpo.grpo import (RolloutBatch, abstract_train_state, group_advantages, init_train_state, make_logprob_fn,
+                        make_train_step)
+from jgrpo.model import ConfigError as ModelConfigError
+from jgrpo.model import DtypePolicy, Qwen2Config, make_mesh
+from jgrpo.plots import plot_run
+from jgrpo.rewards import FINISH_REASON_COLUMN, TOKEN_LENGTHS_COLUMN, build_reward_fn
+from jgrpo.run_log import RunLogger
+from jgrpo.sampling import SamplingParams, make_engine
+from jgrpo.tasks import arithmetic
+from ports import CheckpointError
+from ports.hf_export import export_hf
+from ports.hf_load import load_hf_model
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tiny.yaml"
+USAGE = "usage: python -m jgrpo.train [--config FILE] [--resume] [--section.key VALUE ...]"
+
+
+class SetupError(ValueError):
+    """Something about the run's inputs or outputs that stops it before any work starts."""
+
+
+def parse_args(argv: list[str]) -> tuple[Path | None, dict[str, str], bool]:
+    config, overrides, resume = None, {}, False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            print(USAGE + "\n\nsettable keys:\n" + "\n".join(describe_keys()))
+            sys.exit(0)
+        if arg == "--resume":
+            resume = True
+            i += 1
+            continue
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; {USAGE}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv):
+                raise ConfigError(f"--{key} needs a value")
+            value = argv[i + 1]
+            i += 1
+        if key == "config":
+            config = Path(value)
+        else:
+            overrides[key] = value
+        i += 1
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    return config, overrides, resume
+
+
+def _pow2_bucket(n: int, cap: int, minimum: int = 8) -> int:
+    """Padded widths come from a handful of sizes, so the update compiles a handful of times."""
+    return min(cap, max(minimum, 1 << max(n - 1, 0).bit_length()))
+
+
+def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.full((len(rows), width), pad, np.int32)
+    mask = np.zeros((len(rows), width), np.int32)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = r
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def _right_pad(rows: list[np.ndarray], width: int, pad, dtype) -> tuple[np.ndarray, np.ndarray]:
+    out = np.full((len(rows), width), pad, dtype)
+    mask = np.zeros((len(rows), width), np.int32)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+        mask[i, :len(r)] = 1
+    return out, mask
+
+
+class Trainer:
+    """Builds every stage from the config, checking all inputs before the first step."""
+
+    def __init__(self, cfg: RunConfig, resume: bool):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.train.output_dir)
+        self._check_output_dir(resume)
+        self.checkpoints = Checkpoints(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
+        latest = self.checkpoints.latest_step()
+        if latest is not None and not resume:
+            raise SetupError(f"{self.run_dir} already holds checkpoints (step {latest}): pass --resume to "
+                             "continue that run, or choose another train.output_dir")
+        self.model_path = self._model_folder()
+        self.model_cfg = Qwen2Config.from_json_file(self.model_path)
+        self.tokenizer = load_tokenizer(cfg.data.tokenizer or self.model_path)
+        self.batcher = PromptBatcher(self._prompts(), cfg.train.prompts_per_step, cfg.rollout.num_generations,
+                                     cfg.train.seed, cfg.data.max_prompt_length)
+        if cfg.log.wandb:
+            try:
+                import wandb  # noqa: F401
+            except ImportError:
+                raise SetupError("log.wandb is true but wandb is not installed (pip install wandb)") from None
+        self.reward_fn = build_reward_fn(cfg.rewards.funcs, cfg.rewards.weights, cfg.rewards.options)
+
+        self.mesh = make_mesh(cfg.train.mesh.data, cfg.train.mesh.fsdp, cfg.train.mesh.tp)
+        policy = DtypePolicy.from_names(cfg.model.param_dtype, cfg.model.compute_dtype)
+        self.model = load_hf_model(self.model_path, policy=policy, mesh=self.mesh, remat=cfg.model.remat)
+        # The frozen reference is the starting checkpoint, so a resumed run reloads the same one.
+        self.ref_params = (nnx.state(load_hf_model(self.model_path, policy=policy, mesh=self.mesh), nnx.Param)
+                           if cfg.loss.beta > 0 else None)
+        self.graphdef, self.state = init_train_state(self.model, cfg.optim, self.mesh)
+        self.start_step = 0
+        self.eos_ids = sorted(set(self.model_cfg.eos_token_ids) | {self.tokenizer.eos_token_id} - {None})
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.engine = make_engine(cfg.rollout.engine, self.model, eos_token_ids=self.eos_ids,
+                                  tokenizer=self.tokenizer, **self._engine_options())
+        if resume and latest is not None:
+            self._restore(latest)
+        self.step_fn = make_train_step(self.graphdef, self.state, cfg.loss, cfg.optim, self.mesh)
+        self.logprob_fn = make_logprob_fn(self.graphdef, self.state.params, self.mesh,
+                                          micro_batch_size=cfg.loss.micro_batch_size,
+                                          temperature=cfg.loss.temperature, chunk_size=cfg.loss.logprob_chunk_size)
+        save_config(cfg, self.run_dir / "config.yaml")
+        self.logger = RunLogger(self.run_dir, cfg.log, cfg.to_dict(), self.start_step)
+        self._stop_signal = None
+
+    # --- setup -------------------------------------------------------------------------------
+    def _check_output_dir(self, resume: bool) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise SetupError(f"output folder {self.run_dir} is not writable ({e.strerror})") from None
+
+    def _model_folder(self) -> Path:
+        cfg = self.cfg
+        if cfg.model.path:
+            path = Path(cfg.model.path)
+            if not (path / "config.json").is_file():
+                raise SetupError(f"model folder {path} not found or has no config.json")
+            return path
+        if cfg.data.source != "arithmetic":
+            raise SetupError("model.path is required unless data.source is 'arithmetic' (the built-in task)")
+        path = self.run_dir / "initial_model"
+        if not path.is_dir():
+            t = cfg.model.tiny
+            arithmetic.write_model_folder(path, arithmetic.model_config(
+                t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_attention_heads,
+                t.num_key_value_heads), seed=t.seed)
+        return path
+
+    def _prompts(self):
+        d = self.cfg.data
+        if d.source == "arithmetic":
+            return arithmetic.encode(self.tokenizer, arithmetic.examples(d.arithmetic_max_operand))
+        columns = ColumnMap(problem=d.problem_column, answer=d.answer_column, solution=d.solution_column)
+        dataset = load_examples(d.source, columns, d.split, d.drop_missing_answers)
+        return encode_prompts(dataset.examples, self.tokenizer, d.system_prompt)
+
+    def _engine_options(self) -> dict:
+        r = self.cfg.rollout
+        if r.engine == "jax":
+            return {"pad_token_id": self.pad_id}
+        return {"gpu_memory_utilization": r.gpu_memory_utilization, "max_model_len": r.max_model_len,
+                "enforce_eager": r.enforce_eager, "enable_prefix_caching": r.enable_prefix_caching,
+                "sync_via": r.weight_sync, "sync_dir": r.sync_folder, "seed": self.cfg.train.seed,
+                "dtype": self.cfg.model.compute_dtype}
+
+    def _restore(self, step: int) -> None:
+        abstract = abstract_train_state(nnx.state(nnx.eval_shape(lambda: self.model), nnx.Param), self.cfg.optim,
+                                        self.mesh)
+        self.state, meta = self.checkpoints.restore(step, abstract)
+        self.batcher.load_state_dict(meta["data"])
+        self.engine.calls = meta["sampler_calls"]
+        self.start_step = meta["step"]
+        nnx.update(self.model, self.state.params)
+        self.engine.sync_weights(self.model)
+
+    # --- one step -------------------------------------------------------------------------------
+    def _rollout_batch(self, prompt_batch, completions, rewards) -> RolloutBatch:
+        cfg = self.cfg
+        g = cfg.rollout.num_generations
+        prompt_rows = [ids for ids in prompt_batch.prompt_ids for _ in range(g)]
+        p_width = _pow2_bucket(max(map(len, prompt_rows)), cfg.data.max_prompt_length)
+        prompt_ids, prompt_mask = _left_pad(prompt_rows, p_width, self.pad_id)
+        c_width = _pow2_bucket(max(len(c.token_ids) for c in completions), cfg.rollout.max_completion_length)
+        completion_ids, completion_mask = _right_pad([c.token_ids for c in completions], c_width, self.pad_id,
+                                                      np.int32)
+        sampler_logps, _ = _right_pad([c.logprobs for c in completions], c_width, 0.0, np.float32)
+        advantages = group_advantages(rewards, g, cfg.loss.scale_rewards)
+        return RolloutBatch(
+            prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=completion_ids,
+            completion_mask=completion_mask, advantages=np.asarray(advantages),
+            rewards=np.asarray(rewards, np.float32),
+            truncated=np.array([c.finish_reason == "length" for c in completions]),
+            sampler_logps=sampler_logps)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        timings = {}
+        start = time.perf_counter()
+        prompt_batch = self.batcher.next_batch()
+        sampling = SamplingParams(n=cfg.rollout.num_generations, temperature=cfg.rollout.temperature,
+                                  top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
+                                  max_new_tokens=cfg.rollout.max_completion_length, seed=cfg.train.seed)
+        completions = self.engine.generate([list(p.token_ids) for p in prompt_batch.prompts], sampling)
+        timings["generate"] = time.perf_counter() - start
+
+        t = time.perf_counter()
+        # Besides the dataset's columns, rewards may read what only the rollout knows.
+        columns = {**prompt_batch.columns(), TOKEN_LENGTHS_COLUMN: [len(c.token_ids) for c in completions],
+                   FINISH_REASON_COLUMN: [c.finish_reason for c in completions]}
+        rewards = self.reward_fn([c.text for c in completions], **columns)
+        timings["reward"] = time.perf_counter() - t
+
+        batch = self._rollout_batch(prompt_batch, completions, rewards.total)
+        t = time.perf_counter()
+        logps_args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
+        if self.ref_params is not None:
+            batch = batch.replace(ref_logps=self.logprob_fn(self.ref_params, *logps_args))
+        if cfg.loss.num_iterations > 1:
+            batch = batch.replace(old_logps=self.logprob_fn(self.state.params, *logps_args))
+        jax.block_until_ready(batch)
+        timings["reference"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for _ in range(cfg.loss.num_iterations):
+            self.state, metrics = self.step_fn(self.state, batch)
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        timings["update"] = time.perf_counter() - t
+
+        nnx.update(self.model, self.state.params)
+        timings["sync"] = self.engine.sync_weights(self.model)
+        timings["step"] = time.perf_counter() - start
+
+        n_tokens = sum(len(c.token_ids) for c in completions)
+        metrics.update(rewards.metrics)
+        metrics.update({f"timing/{k}": v for k, v in timings.items()})
+        metrics["tokens_per_second"] = n_tokens / timings["step"]
+        self.logger.log_completions(step, [
+            {"prompt_id": prompt_batch.prompts[c.prompt_index].example.id, "completion": c.text,
+             "reward": float(r), "finish_reason": c.finish_reason}
+            for c, r in zip(completions, rewards.total)][::cfg.rollout.num_generations])  # one per prompt
+        return metrics
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame):
+        self._stop_signal = signum
+
+    def _save(self, step: int) -> None:
+        meta = {"step": step, "data": self.batcher.state_dict(), "sampler_calls": self.engine.calls,
+                "seed": self.cfg.train.seed, "config": self.cfg.to_dict(),
+                "hf_config": self.model_cfg.to_hf_dict()}
+        self.checkpoints.save(step, self.state, meta)
+        if self.cfg.train.export_hf == "every":
+            self._export(self.run_dir / "hf" / f"step_{step}")
+
+    def _export(self, dst: Path) -> None:
+        export_hf(self.model, self.model_cfg, dst, tokenizer=self.model_path, overwrite=True)
+
+    def run(self) -> int:
+        cfg = self.cfg.train
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, self._on_signal)
+        bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="grpo", unit="step", dynamic_ncols=True)
+        step = self.start_step
+        try:
+            while step < cfg.max_steps and self._stop_signal is None:
+                metrics = self.train_step(step)
+                step += 1
+                self.logger.log(step, metrics)
+                bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}",
+                                tok_s=f"{metrics['tokens_per_second']:.0f}")
+                bar.update(1)
+                if step % cfg.save_steps == 0 or step == cfg.max_steps or self._stop_signal is not None:
+                    self._save(step)
+        finally:
+            bar.close()
+            self.logger.close()
+            self.reward_fn.close()
+        if self._stop_signal is not None:
+            print(f"stopped by signal {signal.Signals(self._stop_signal).name} after step {step}; "
+                  f"resume with --resume", file=sys.stderr)
+            return 0
+        if cfg.export_hf != "none":
+            self._export(self.run_dir / "hf" / "final")
+        if self.cfg.log.plots:
+            plot_run(self.run_dir)
+        self.checkpoints.close()
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        path, overrides, resume = parse_args(argv)
+        cfg = load_config(path, overrides)
+        trainer = Trainer(cfg, resume)
+    except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return trainer.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
