@@ -1,0 +1,92 @@
+"""Which GPUs train and which generate, and the memory settings that let JAX and vLLM share one
+process. JAX, torch and vLLM read these once, at start-up: call `apply_layout` before any of them
+touches a device (before the first jax.devices(), array or model, and before importing torch).
+
+The default is open-rs's layout on 4 x A40: GPUs 0-2 train, GPU 3 generates with vLLM.
+- vLLM in-process uses torch's cuda:0, so the rollout GPUs are listed first in
+  CUDA_VISIBLE_DEVICES and JAX is restricted to the ordinals after them (jax_cuda_visible_devices).
+- When no GPU is shared, JAX may preallocate most of its GPUs as usual. When JAX and vLLM share a
+  GPU, JAX allocates on demand (XLA_PYTHON_CLIENT_PREALLOCATE=false) and is capped below what
+  vLLM's gpu_memory_utilization leaves, and vLLM must start before JAX's memory use grows.
+- With the JAX sampler the rollout GPUs are JAX devices too: `split_devices` gives the trainer's
+  and the sampler's devices for their meshes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceLayout:
+    trainer_gpus: tuple[int, ...] = (0, 1, 2)  # physical GPU ids
+    rollout_gpus: tuple[int, ...] = (3,)  # may equal trainer_gpus: colocated
+    rollout_engine: Literal["vllm", "jax"] = "vllm"
+    vllm_gpu_memory_utilization: float = 0.7  # share of a rollout GPU vLLM takes (weights + KV cache)
+    jax_memory_fraction: float = 0.9  # share of a GPU JAX may use when it shares none with vLLM
+    headroom: float = 0.05  # left free on a shared GPU for CUDA contexts and fragmentation
+
+    def __post_init__(self):
+        if not self.trainer_gpus or not self.rollout_gpus:
+            raise ValueError("DeviceLayout needs at least one trainer GPU and one rollout GPU")
+        overlap = set(self.trainer_gpus) & set(self.rollout_gpus)
+        if overlap and set(self.trainer_gpus) != set(self.rollout_gpus):
+            raise ValueError("rollout GPUs must be either disjoint from the trainer GPUs or the same GPUs")
+        if self.rollout_engine not in ("vllm", "jax"):
+            raise ValueError(f"rollout_engine must be 'vllm' or 'jax', got {self.rollout_engine!r}")
+
+    @property
+    def colocated(self) -> bool:
+        return set(self.trainer_gpus) == set(self.rollout_gpus)
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables this layout needs."""
+        env = {"OMP_WAIT_POLICY": "PASSIVE"}  # spinning OpenMP threads slow JAX + torch in one process 4x
+        if self.colocated:
+            visible = self.trainer_gpus
+        elif self.rollout_engine == "vllm":
+            visible = self.rollout_gpus + self.trainer_gpus
+        else:
+            visible = self.trainer_gpus + self.rollout_gpus
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, visible))
+        if self.rollout_engine == "vllm":
+            env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-memory weight sync needs vLLM in this process
+        if self.colocated and self.rollout_engine == "vllm":
+            env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+            env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{1.0 - self.vllm_gpu_memory_utilization - self.headroom:.3f}"
+        else:
+            env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{self.jax_memory_fraction:.3f}"
+        return env
+
+    def jax_visible_devices(self) -> str:
+        """CUDA ordinals (after CUDA_VISIBLE_DEVICES) JAX may use."""
+        if self.rollout_engine == "vllm" and not self.colocated:
+            first = len(self.rollout_gpus)
+            return ",".join(str(first + i) for i in range(len(self.trainer_gpus)))
+        return "all"
+
+
+def apply_layout(layout: DeviceLayout, environ=os.environ) -> dict[str, str]:
+    """Sets the layout's environment and JAX's visible GPUs; returns what it set."""
+    import jax
+
+    env = layout.environment()
+    environ.update(env)
+    jax.config.update("jax_cuda_visible_devices", layout.jax_visible_devices())
+    return env
+
+
+def split_devices(layout: DeviceLayout, devices=None):
+    """(trainer devices, JAX sampler devices) after `apply_layout`; the sampler's list is empty
+    when vLLM generates, and the same devices as the trainer's when colocated."""
+    import jax
+
+    devices = list(jax.devices() if devices is None else devices)
+    if layout.rollout_engine == "vllm":
+        return devices, []
+    if layout.colocated:
+        return devices, devices
+    n = len(layout.trainer_gpus)
+    return devices[:n], devices[n:]
