@@ -5,13 +5,15 @@ import copy
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import torch
+from flax import nnx
 from jax.sharding import PartitionSpec
 
-from jgrpo.grpo import (AGGREGATIONS, LossConfig, OptimizerConfig, RolloutBatch, group_advantages,
-                        init_train_state, make_logprob_fn, make_train_step)
-from jgrpo.model import make_mesh
+from jgrpo.grpo import (AGGREGATIONS, LossConfig, OptimizerConfig, RolloutBatch, abstract_train_state,
+                        group_advantages, init_train_state, make_logprob_fn, make_train_step)
+from jgrpo.model import Qwen2Config, Qwen2ForCausalLM, make_mesh
 from ports.hf_load import load_hf_model
 from ports.qwen2_names import hf_name
 from tests import test_grpo_reference as ref
@@ -68,16 +70,10 @@ def test_update_equals_torch_reference_on_one_batch(checkpoint, loss_type):
     mesh = make_mesh(devices=jax.devices()[:1])
     graphdef, state = init_train_state(load_hf_model(folder, mesh=mesh), opt_cfg, mesh)
     t = torch_batch()
-    logprobs = make_logprob_fn(graphdef, state.params, mesh, micro_batch_size=G, chunk_size=4)
-    ref_logps = logprobs(state.params, *(jnp.asarray(t[k].numpy()) for k in
-                                         ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")))
     with torch.no_grad():
-        want_ref, _ = ref.completion_logprobs(hf, t["prompt_ids"], t["prompt_mask"], t["completion_ids"],
-                                              t["completion_mask"])
-    real = t["completion_mask"].numpy().astype(bool)
-    np.testing.assert_allclose(np.asarray(ref_logps)[real], want_ref.numpy()[real], atol=1e-4)
-    t["ref_logps"] = want_ref
-    batch = jax_batch({k: v for k, v in t.items() if k != "ref_logps"}, ref_logps=ref_logps)
+        t["ref_logps"], _ = ref.completion_logprobs(hf, t["prompt_ids"], t["prompt_mask"], t["completion_ids"],
+                                                    t["completion_mask"])
+    batch = jax_batch(t)
 
     step = make_train_step(graphdef, state, loss_cfg, opt_cfg, mesh)
     for _ in range(3):
@@ -90,6 +86,20 @@ def test_update_equals_torch_reference_on_one_batch(checkpoint, loss_type):
         w = p.detach().numpy()
         np.testing.assert_allclose(got[name], w.T if w.ndim == 2 and name != "model.embed_tokens.weight" else w,
                                    atol=ADAM_ATOL, err_msg=name)
+
+
+def test_logprob_fn_on_a_mesh_matches_transformers(checkpoint):
+    folder, hf = checkpoint
+    mesh = make_mesh(fsdp=2, tp=2)
+    graphdef, params = nnx.split(load_hf_model(folder, mesh=mesh), nnx.Param)
+    t = torch_batch(seed=7)
+    inputs = [t[k] for k in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")]
+    logprobs = make_logprob_fn(graphdef, params, mesh, micro_batch_size=G, temperature=0.7, chunk_size=4)
+    got = logprobs(params, *(jnp.asarray(x.numpy()) for x in inputs))
+    with torch.no_grad():
+        want, _ = ref.completion_logprobs(hf, *inputs, temperature=0.7)
+    real = t["completion_mask"].numpy().astype(bool)
+    np.testing.assert_allclose(np.asarray(got)[real], want.numpy()[real], atol=1e-4)
 
 
 def test_sharded_step_equals_single_device_and_compiles_once(checkpoint):
@@ -131,3 +141,22 @@ def test_sharded_step_equals_single_device_and_compiles_once(checkpoint):
             np.testing.assert_allclose(many[name], one[name], rtol=1e-5, atol=1e-6, err_msg=name)
     for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(sharded.params)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=ADAM_ATOL)
+
+
+def test_train_state_round_trips_through_orbax_onto_another_mesh(checkpoint, tmp_path):
+    folder, _ = checkpoint
+    opt_cfg = OptimizerConfig()
+    _, state = init_train_state(load_hf_model(folder, mesh=make_mesh(fsdp=4)), opt_cfg, make_mesh(fsdp=4))
+    manager = ocp.CheckpointManager(tmp_path, options=ocp.CheckpointManagerOptions(create=True))
+    manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+    manager.wait_until_finished()
+
+    mesh = make_mesh(fsdp=2, tp=2)
+    with jax.set_mesh(mesh):
+        abstract = nnx.eval_shape(lambda: Qwen2ForCausalLM(Qwen2Config.from_json_file(folder), rngs=nnx.Rngs(0)))
+    abstract_params = nnx.split(abstract, nnx.Param)[1]
+    target = abstract_train_state(abstract_params, opt_cfg, mesh)
+    restored = manager.restore(0, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
+    assert restored.params["lm_head"][...].sharding.spec == PartitionSpec("fsdp", "tp")
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -31,16 +31,19 @@ class TrainState:
     opt_state: optax.OptState
 
 
+def _leaf_sharding(x, mesh: Mesh) -> NamedSharding:
+    axes = x.get_metadata().get("logical_axes") if isinstance(x, nnx.Variable) else None
+    return NamedSharding(mesh, PartitionSpec() if axes is None else logical_to_spec(axes, x.shape, mesh))
+
+
+def _is_variable(x) -> bool:
+    return isinstance(x, nnx.Variable)
+
+
 def tree_shardings(tree, mesh: Mesh):
     """NamedShardings for any pytree holding nnx Variables (params, AdamW moments): each Variable by
     its logical axes, every other leaf (counters) replicated."""
-
-    def one(x):
-        axes = x.get_metadata().get("logical_axes") if isinstance(x, nnx.Variable) else None
-        spec = PartitionSpec() if axes is None else logical_to_spec(axes, x.shape, mesh)
-        return NamedSharding(mesh, spec)
-
-    return jax.tree.map(one, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return jax.tree.map(lambda x: _leaf_sharding(x, mesh), tree, is_leaf=_is_variable)
 
 
 def _batch_axes_size(mesh: Mesh) -> int:
@@ -90,8 +93,12 @@ def abstract_train_state(abstract_params: nnx.State, opt_cfg: OptimizerConfig, m
     compiling against abstract inputs). abstract_params: nnx.split(nnx.eval_shape(make_model), nnx.Param)[1]."""
     tx = make_optimizer(opt_cfg)
     shape = jax.eval_shape(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p)), abstract_params)
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                        shape, tree_shardings(shape, mesh))
+
+    def place(x):
+        leaf = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=_leaf_sharding(x, mesh))
+        return x.replace(leaf) if _is_variable(x) else leaf
+
+    return jax.tree.map(place, shape, is_leaf=_is_variable)
 
 
 def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: OptimizerConfig, mesh: Mesh):
