@@ -1,0 +1,36 @@
+"""GPU layout settings: computed only, never applied (these tests run on CPU)."""
+
+import pytest
+
+from jgrpo.devices import DeviceLayout, split_devices
+
+
+def test_open_rs_layout_puts_vllm_on_gpu3_and_jax_on_the_rest():
+    layout = DeviceLayout()  # 4 x A40: 0-2 train, 3 generates with vLLM
+    env = layout.environment()
+    assert env["CUDA_VISIBLE_DEVICES"] == "3,0,1,2"  # torch's cuda:0, which vLLM uses, is GPU 3
+    assert layout.jax_visible_devices() == "1,2,3"  # JAX's ordinals after the reordering: GPUs 0-2
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in env  # JAX shares no GPU: preallocating is fine
+    assert split_devices(layout, devices=["d0", "d1", "d2"]) == (["d0", "d1", "d2"], [])
+
+
+def test_colocated_vllm_caps_jax_below_what_vllm_leaves():
+    layout = DeviceLayout(trainer_gpus=(0,), rollout_gpus=(0,), vllm_gpu_memory_utilization=0.5)
+    env = layout.environment()
+    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) == pytest.approx(0.45)
+    assert layout.jax_visible_devices() == "all"
+
+
+def test_jax_sampler_gets_its_own_devices():
+    layout = DeviceLayout(rollout_engine="jax")
+    assert layout.environment()["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in layout.environment()
+    assert split_devices(layout, devices=["d0", "d1", "d2", "d3"]) == (["d0", "d1", "d2"], ["d3"])
+
+
+def test_partly_shared_gpus_are_refused():
+    with pytest.raises(ValueError, match="disjoint"):
+        DeviceLayout(trainer_gpus=(0, 1), rollout_gpus=(1,))
