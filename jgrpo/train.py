@@ -23,8 +23,7 @@ from tqdm import tqdm
 from jgrpo.checkpoint import Checkpoints
 from jgrpo.config import ConfigError, RunConfig, describe_keys, load_config, save_config
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
-from jgrpo.grpo import (RolloutBatch, abstract_train_state, group_advantages, init_train_state, make_logprob_fn,
-                        make_train_step)
+from jgrpo.grpo import RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step
 from jgrpo.model import ConfigError as ModelConfigError
 from jgrpo.model import DtypePolicy, Qwen2Config, make_mesh
 from jgrpo.plots import plot_run
@@ -35,6 +34,7 @@ from jgrpo.tasks import arithmetic
 from ports import CheckpointError
 from ports.hf_export import export_hf
 from ports.hf_load import load_hf_model
+from ports.orbax_ckpt import abstract
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tiny.yaml"
 USAGE = "usage: python -m jgrpo.train [--config FILE] [--resume] [--section.key VALUE ...]"
@@ -112,14 +112,21 @@ class Trainer:
         self.model_path = self._model_folder()
         self.model_cfg = Qwen2Config.from_json_file(self.model_path)
         self.tokenizer = load_tokenizer(cfg.data.tokenizer or self.model_path)
-        self.batcher = PromptBatcher(self._prompts(), cfg.train.prompts_per_step, cfg.rollout.num_generations,
+        prompts = self._prompts()
+        if len(prompts) < cfg.train.prompts_per_step:
+            raise SetupError(f"the dataset has {len(prompts)} prompts, fewer than train.prompts_per_step "
+                             f"{cfg.train.prompts_per_step}")
+        self.batcher = PromptBatcher(prompts, cfg.train.prompts_per_step, cfg.rollout.num_generations,
                                      cfg.train.seed, cfg.data.max_prompt_length)
         if cfg.log.wandb:
             try:
                 import wandb  # noqa: F401
             except ImportError:
                 raise SetupError("log.wandb is true but wandb is not installed (pip install wandb)") from None
-        self.reward_fn = build_reward_fn(cfg.rewards.funcs, cfg.rewards.weights, cfg.rewards.options)
+        try:
+            self.reward_fn = build_reward_fn(cfg.rewards.funcs, cfg.rewards.weights, cfg.rewards.options)
+        except ValueError as e:  # an unknown reward name or an import path that does not resolve
+            raise SetupError(f"rewards.funcs: {e}") from None
 
         self.mesh = make_mesh(cfg.train.mesh.data, cfg.train.mesh.fsdp, cfg.train.mesh.tp)
         policy = DtypePolicy.from_names(cfg.model.param_dtype, cfg.model.compute_dtype)
@@ -188,9 +195,8 @@ class Trainer:
                 "dtype": self.cfg.model.compute_dtype}
 
     def _restore(self, step: int) -> None:
-        abstract = abstract_train_state(nnx.state(nnx.eval_shape(lambda: self.model), nnx.Param), self.cfg.optim,
-                                        self.mesh)
-        self.state, meta = self.checkpoints.restore(step, abstract)
+        # The freshly initialised state has the shapes and shardings the restored one must have.
+        self.state, meta = self.checkpoints.restore(step, abstract(self.state))
         self.batcher.load_state_dict(meta["data"])
         self.engine.calls = meta["sampler_calls"]
         self.start_step = meta["step"]
@@ -258,7 +264,7 @@ class Trainer:
         metrics.update(rewards.metrics)
         metrics.update({f"timing/{k}": v for k, v in timings.items()})
         metrics["tokens_per_second"] = n_tokens / timings["step"]
-        self.logger.log_completions(step, [
+        self.logger.log_completions(step + 1, [  # numbered like metrics.jsonl: after the update
             {"prompt_id": prompt_batch.prompts[c.prompt_index].example.id, "completion": c.text,
              "reward": float(r), "finish_reason": c.finish_reason}
             for c, r in zip(completions, rewards.total)][::cfg.rollout.num_generations])  # one per prompt
@@ -317,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         path, overrides, resume = parse_args(argv)
         cfg = load_config(path, overrides)
         trainer = Trainer(cfg, resume)
-    except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError, ValueError) as e:
+    except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return trainer.run()

@@ -1,0 +1,216 @@
+"""`python -m jgrpo.train` end to end, crash and resume, signals, and bad input."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from jgrpo.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small and quick, but every stage on: reference model (beta > 0), two iterations per batch
+# (stored old log-probs), the importance-sampling correction.
+TINY = ["--train.prompts_per_step", "4", "--rollout.num_generations", "4", "--loss.micro_batch_size", "8",
+        "--loss.beta", "0.04", "--loss.num_iterations", "2", "--loss.importance_sampling_cap", "2.0",
+        "--log.completions_per_step", "4"]
+
+
+def train(*args, check=True, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-m", "jgrpo.train", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600, **kw)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_params(run: Path) -> dict:
+    from jgrpo.checkpoint import STATE
+    from ports.orbax_ckpt import stored_arrays
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    from ports.orbax_ckpt import restore
+    import jax
+    stored = stored_arrays(run / "checkpoints" / str(steps[-1]), STATE)
+    target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+              for k, v in stored.items()}
+    return stored, target
+
+
+def prompts_per_step(run: Path) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for line in (run / "completions.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        out.setdefault(row["step"], []).append(row["prompt_id"])
+    return out
+
+
+def test_tiny_run_writes_metrics_plots_checkpoint_and_hf_export(tmp_path):
+    run = tmp_path / "run"
+    train(*TINY, "--train.max_steps", "4", "--train.save_steps", "2", "--train.output_dir", str(run))
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    trl_names = {"loss", "grad_norm", "learning_rate", "kl", "entropy", "clip_ratio/low_mean",
+                 "clip_ratio/high_mean", "clip_ratio/region_mean", "reward", "reward_std", "frac_reward_zero_std",
+                 "completions/mean_length", "completions/clipped_ratio", "sampling/sampling_logp_difference/mean"}
+    assert trl_names <= set(rows[0])
+    for stage in ("generate", "reward", "reference", "update", "sync"):
+        assert rows[0][f"timing/{stage}"] > 0
+    assert rows[-1]["kl"] > 0  # the reference forward really ran and the policy moved away from it
+    for name in ("reward", "kl", "completions_mean_length", "learning_rate"):
+        assert (run / "plots" / f"{name}.png").stat().st_size > 1000
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4"]
+    assert load_config(run / "config.yaml").train.max_steps == 4  # the resolved config, loadable as is
+
+    export = run / "hf" / "final"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(export).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(export)
+    ids = tokenizer(["3+4=", "9+9="], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch_logits = hf(ids).logits.numpy()
+    from ports.hf_load import load_hf_model
+    import jax.numpy as jnp
+    ours, _ = load_hf_model(export)(jnp.asarray(ids.numpy()), jnp.ones(ids.shape, jnp.int32))
+    np.testing.assert_allclose(np.asarray(ours), torch_logits, atol=1e-4)
+    initial = load_hf_model(run / "initial_model")
+    assert not np.allclose(np.asarray(initial.lm_head[...]), np.asarray(load_hf_model(export).lm_head[...]))
+
+
+def _run_until_killed(run: Path, kill_after: int, sig) -> int:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "jgrpo.train", *TINY, *COMMON, "--train.output_dir", str(run)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        path = run / "metrics.jsonl"
+        if path.is_file() and len(path.read_text().splitlines()) >= kill_after:
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    return proc.returncode
+
+
+COMMON = ["--train.max_steps", "12", "--train.save_steps", "3", "--train.keep_checkpoints", "10",
+          "--log.plots", "false", "--train.export_hf", "none"]
+
+
+def _final_state(run: Path):
+    from ports.orbax_ckpt import stored_arrays
+    last = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert last == 12
+    from jgrpo.checkpoint import STATE
+    import orbax.checkpoint as ocp
+    with ocp.StandardCheckpointer() as ckpt:
+        return ckpt.restore((run / "checkpoints" / "12" / STATE).absolute())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run = tmp_path_factory.mktemp("straight") / "run"
+    train(*TINY, *COMMON, "--train.output_dir", str(run))
+    return run
+
+
+def _assert_same_run(a: Path, b: Path):
+    import jax
+    sa, sb = _final_state(a), _final_state(b)
+    leaves_a, leaves_b = jax.tree.leaves(sa), jax.tree.leaves(sb)
+    assert len(leaves_a) == len(leaves_b) > 0
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bit for bit
+    steps_a, steps_b = prompts_per_step(a), prompts_per_step(b)
+    assert steps_a == steps_b  # the same prompts at the same steps, each step exactly once
+    assert [r["reward"] for r in metrics(a)] == [r["reward"] for r in metrics(b)]
+
+
+def test_sigkill_at_a_random_step_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    kill_after = random.Random().randint(4, 10)
+    print(f"killing after step {kill_after}")
+    _run_until_killed(run, kill_after, signal.SIGKILL)
+    assert max(r["step"] for r in metrics(run)) < 12
+    train(*TINY, *COMMON, "--train.output_dir", str(run), "--resume")
+    _assert_same_run(uninterrupted, run)
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    assert _run_until_killed(run, 5, signal.SIGTERM) == 0
+    saved = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved == max(r["step"] for r in metrics(run))  # the step it stopped at, not an older one
+    train(*TINY, *COMMON, "--train.output_dir", str(run), "--resume")
+    _assert_same_run(uninterrupted, run)
+
+
+def _bad(tmp_path, *args) -> str:
+    run = tmp_path / "bad"
+    proc = train(*args, check=False)
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    return lines[0]
+
+
+def test_missing_model_folder(tmp_path):
+    msg = _bad(tmp_path, "--model.path", str(tmp_path / "nope"), "--train.output_dir", str(tmp_path / "o"))
+    assert "nope" in msg
+    assert not (tmp_path / "o" / "metrics.jsonl").exists()
+
+
+def test_config_typo(tmp_path):
+    msg = _bad(tmp_path, "--train.max_step", "3", "--train.output_dir", str(tmp_path / "o"))
+    assert "train.max_step" in msg
+    assert not (tmp_path / "o").exists()
+
+
+def test_dataset_without_answers(tmp_path):
+    from tests.tiny_models import make_hf_model
+    model = tmp_path / "model"
+    make_hf_model(model)
+    from jgrpo.tasks.arithmetic import write_tokenizer
+    write_tokenizer(model)
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"problem": "1+1=", "answer": "2"}) + "\n" + json.dumps({"problem": "2+2="}) + "\n")
+    msg = _bad(tmp_path, "--model.path", str(model), "--data.source", str(data), "--data.system_prompt", "null",
+               "--train.output_dir", str(tmp_path / "o"))
+    assert "row 1" in msg and "answer" in msg
+    assert not (tmp_path / "o" / "metrics.jsonl").exists()
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    msg = _bad(tmp_path, "--train.output_dir", str(blocker / "run"))
+    assert str(blocker / "run") in msg
+
+
+def test_existing_run_needs_resume(uninterrupted):
+    proc = train(*TINY, *COMMON, "--train.output_dir", str(uninterrupted), check=False)
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_config_rejects_unknown_keys_and_wrong_types():
+    with pytest.raises(ConfigError, match="rewards.weight"):
+        load_config(None, {"rewards.weight": "1"})
+    with pytest.raises(ConfigError, match="optim.learning_rate"):
+        load_config(None, {"optim.learning_rate": "fast"})
+    with pytest.raises(ConfigError, match="loss.num_generations"):
+        load_config(None, {"loss.num_generations": "4"})
+    cfg = load_config(None, {"rollout.num_generations": "4", "loss.micro_batch_size": "8", "train.max_steps": "7",
+                             "optim.learning_rate": "1e-6"})
+    assert cfg.loss.num_generations == 4 and cfg.optim.total_steps == 7 and cfg.optim.learning_rate == 1e-6
