@@ -38,18 +38,6 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def final_params(run: Path) -> dict:
-    from jgrpo.checkpoint import STATE
-    from ports.orbax_ckpt import stored_arrays
-    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
-    from ports.orbax_ckpt import restore
-    import jax
-    stored = stored_arrays(run / "checkpoints" / str(steps[-1]), STATE)
-    target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
-              for k, v in stored.items()}
-    return stored, target
-
-
 def prompts_per_step(run: Path) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for line in (run / "completions.jsonl").read_text().splitlines():
