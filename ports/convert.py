@@ -12,6 +12,8 @@ to stdout; on failure one line goes to stderr, the exit code is 1 and nothing is
 from __future__ import annotations
 
 import argparse
+import ctypes
+import logging
 import sys
 import time
 
@@ -70,8 +72,24 @@ def _orbax_to_hf(args, bar, progress) -> None:
               tokenizer=args.tokenizer, overwrite=args.overwrite, progress=progress)
 
 
+def _return_freed_tensors_to_the_os() -> None:
+    """glibc serves blocks below its mmap threshold from heaps and keeps them when freed; the
+    threshold grows with each freed mapping up to 32 MB, and a 1.5B model's MLP kernels are 27 MB.
+    Converting that model, Orbax's restore left ~1.1 GB of freed buffers counted in the peak RSS.
+    A fixed 4 MB threshold gives every tensor-sized block its own mapping, returned when freed.
+    Only when run as a program: the library functions leave the allocator to their host process."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_mmap_threshold = -3  # from malloc.h
+    libc.mallopt(m_mmap_threshold, 4 * 2**20)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Orbax warns on every non-OCDBT save that it found no OCDBT files to merge (see orbax_ckpt).
+    logging.getLogger("absl").setLevel(logging.ERROR)
     start = time.perf_counter()
     done = {"tensors": 0, "bytes": 0}
     # disable=None: a bar only on a terminal, so logs and the tests see the summary line alone.
@@ -95,4 +113,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _return_freed_tensors_to_the_os()
     sys.exit(main())
