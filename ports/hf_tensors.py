@@ -27,15 +27,23 @@ def _torch_layout(x, transpose: bool, dtype):
     return (x.T if transpose else x).astype(dtype)
 
 
-def hf_tensors(model_or_params, *, dtype=None) -> Iterator[tuple[str, np.ndarray]]:
-    """Lazily yields every parameter under its HF name, cast to `dtype` (None: as stored)."""
-    leaves, _ = flat_params(param_tree(model_or_params))
+def hf_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """Lazily yields every parameter under its HF name, cast to `dtype` (None: as stored).
+
+    tied_lm_head: for a tied model, also yield lm_head.weight (the embedding array itself, no
+    copy). vLLM 0.32's `reload_weights` needs it: its layer-wise reload puts the old head back
+    when no lm_head.weight arrives, silently untying it (tests/test_ports_vllm.py shows both)."""
+    tree = param_tree(model_or_params)
+    leaves, _ = flat_params(tree)
     for path, x in leaves:
         name, transposed = hf_name(path)
         out = np.dtype(x.dtype if dtype is None else dtype)
         if transposed or out != x.dtype:
             x = _torch_layout(x, transposed, out)
-        yield name, np.asarray(x)
+        host = np.asarray(x)
+        yield name, host
+        if tied_lm_head and path == ("embed_tokens",) and "lm_head" not in tree:
+            yield "lm_head.weight", host
 
 
 def hf_tensor_infos(model_or_params, *, dtype=None) -> list[TensorInfo]:

@@ -116,6 +116,9 @@ def test_in_memory_iterator_yields_what_the_export_writes(hf_folder, tmp_path, d
     assert len({name for name, _ in pairs}) == len(pairs)
     assert_same_tensors(dict(pairs), read_all(tmp_path / "out"))
     assert ("lm_head.weight" in dict(pairs)) == (not cfg.tie_word_embeddings)
+    with_head = dict(hf_tensors(params, dtype=dtype, tied_lm_head=True))
+    assert with_head["lm_head.weight"].tobytes() == dict(pairs).get(
+        "lm_head.weight", with_head["model.embed_tokens.weight"]).tobytes()
     if dtype is not None:  # the cast is the same round-to-nearest ml_dtypes does on the source
         source = read_all(hf_folder)
         for name, array in pairs:
