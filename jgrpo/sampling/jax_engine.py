@@ -135,6 +135,7 @@ class JaxEngine:
         rows = batch * n
         row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(rows))
         eos = jnp.asarray(self.eos_token_ids, jnp.int32)
+        eos_column = jnp.isin(jnp.arange(logits.shape[-1]), eos)
         choose = functools.partial(draw, greedy=greedy, top_k=top_k, use_top_p=use_top_p,
                                    candidates=self.top_p_candidates)
 
@@ -142,10 +143,8 @@ class JaxEngine:
             """Draws token t of every row from `logits` and records it."""
             done, lengths, stopped, tokens, logprobs = carry
             u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, t)))(row_keys)
-            banned = logits
-            if self.eos_token_ids:
-                banned = logits.at[:, eos].set(jnp.where(t < min_new, -jnp.inf, logits[:, eos]))
-            token, logprob = choose(u, banned, temperature, top_p)
+            banned = eos_column & (t < min_new) if self.eos_token_ids else None
+            token, logprob = choose(u, logits, temperature, top_p, banned)
             if self.logprobs_mode == "raw":
                 logprob = jnp.take_along_axis(logits, token[:, None], -1)[:, 0] - jax.nn.logsumexp(logits, -1)
             token = jnp.where(done, self.pad_token_id, token)
