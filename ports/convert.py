@@ -55,20 +55,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dtype(args):
+    return parse_dtype(args.dtype) if args.dtype else None
+
+
 def _n_tensors(cfg: Qwen2Config) -> int:
     return len(flat_params(abstract_params(cfg))[0])
 
 
 def _hf_to_orbax(args, bar, progress) -> None:
     bar.total = _n_tensors(Qwen2Config.from_json_file(args.src))
-    cfg, params = load_hf_params(args.src, dtype=args.dtype and parse_dtype(args.dtype), progress=progress)
+    cfg, params = load_hf_params(args.src, dtype=_dtype(args), progress=progress)
     save_params(args.dst, params, cfg, overwrite=args.overwrite)
 
 
 def _orbax_to_hf(args, bar, progress) -> None:
     cfg, params = restore_params(args.src)
     bar.total = _n_tensors(cfg)
-    export_hf(params, cfg, args.dst, dtype=args.dtype and parse_dtype(args.dtype), max_shard_size=args.max_shard_size,
+    export_hf(params, cfg, args.dst, dtype=_dtype(args), max_shard_size=args.max_shard_size,
               tokenizer=args.tokenizer, overwrite=args.overwrite, progress=progress)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import numpy as np
 from jgrpo.model import Qwen2Config
 from ports import CheckpointError
 from ports.atomic import atomic_dir
-from ports.hf_load import INDEX_FILE, SINGLE_FILE
+from ports.hf_load import INDEX_FILE, SINGLE_FILE, Progress
 from ports.hf_tensors import hf_tensor_infos, hf_tensors
 from ports.params import check_params, param_tree, tree_dtype
 from ports.safetensors_file import TensorInfo, write_file
@@ -61,28 +60,29 @@ def _generation_config(cfg: Qwen2Config) -> dict:
 
 
 def _tokenizer_files(folder: Path) -> list[Path]:
+    """The tokenizer's files, and its generation_config.json if it has one: that carries the
+    model's sampling defaults, which a config built from token ids alone would lose."""
     if not folder.is_dir():
         raise CheckpointError(f"tokenizer folder not found: {folder}")
     files = [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
     if not files:
         raise CheckpointError(f"{folder}: no tokenizer files (looked for {', '.join(TOKENIZER_FILES)})")
-    return files
+    generation = folder / GENERATION_CONFIG
+    return files + ([generation] if generation.is_file() else [])
 
 
 def export_hf(model_or_params, cfg: Qwen2Config, dst: str | Path, *, dtype=None, max_shard_size: int | str = "5GB",
               tokenizer: str | Path | None = None, overwrite: bool = False,
-              progress: Callable[[str, int], None] | None = None) -> None:
+              progress: Progress | None = None) -> None:
     """Writes a HF folder at `dst`. dtype None keeps the parameters' dtype (which must be single).
-    A tokenizer folder's generation_config.json, if any, is copied: it carries the model's sampling
-    defaults; otherwise one is written from the config's bos/eos ids."""
+    generation_config.json comes from the tokenizer folder if it has one, else from the config's
+    bos/eos ids. progress(name, bytes) is called after each tensor is written."""
     tree = param_tree(model_or_params)
     check_params(tree, cfg)
     out_dtype = np.dtype(dtype) if dtype is not None else tree_dtype(tree)
     infos = hf_tensor_infos(tree, dtype=out_dtype)
     shards = plan_shards(infos, parse_size(max_shard_size))
     extra = _tokenizer_files(Path(tokenizer)) if tokenizer is not None else []
-    if tokenizer is not None and (Path(tokenizer) / GENERATION_CONFIG).is_file():
-        extra.append(Path(tokenizer) / GENERATION_CONFIG)
 
     with atomic_dir(dst, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -100,9 +100,10 @@ def export_hf(model_or_params, cfg: Qwen2Config, dst: str | Path, *, dtype=None,
                      "weight_map": {i.name: file for file, shard in zip(names, shards) for i in shard}}
             (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         (tmp / "config.json").write_text(json.dumps(cfg.to_hf_dict(torch_dtype=out_dtype.name), indent=2) + "\n")
-        (tmp / GENERATION_CONFIG).write_text(json.dumps(_generation_config(cfg), indent=2) + "\n")
         for file in extra:
             shutil.copyfile(file, tmp / file.name)
+        if not (tmp / GENERATION_CONFIG).exists():
+            (tmp / GENERATION_CONFIG).write_text(json.dumps(_generation_config(cfg), indent=2) + "\n")
 
 
 def _with_progress(tensors, progress):

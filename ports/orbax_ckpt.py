@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from jgrpo.model import Qwen2Config
 from ports import CheckpointError
 from ports.atomic import atomic_dir
-from ports.params import abstract_params, check_params, flat_params, param_tree, tree_dtype
+from ports.params import abstract_params, check_params, param_tree, tree_dtype
 
 META = "meta"
 PARAMS = "params"
@@ -59,10 +59,15 @@ def abstract(tree, shardings=None):
     """A restore target: the tree's shapes and dtypes, placed by `shardings` (one sharding or a
     matching tree of them) or, when None, where the tree's own arrays are."""
     if shardings is None:
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
-    if isinstance(shardings, jax.sharding.Sharding):
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=shardings), tree)
+        shardings = jax.tree.map(lambda x: x.sharding, tree)
+    elif isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree.map(lambda _, s=shardings: s, tree)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def _key(path) -> str:
+    """"layers.0.mlp.up_proj.kernel": how Orbax names a leaf, whatever container types hold it."""
+    return jax.tree_util.keystr(path, simple=True, separator=".")
 
 
 def _checkpointer(tree_names) -> ocp.Checkpointer:
@@ -95,14 +100,12 @@ def stored_arrays(path: str | Path, name: str) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no item {name!r} in this checkpoint")
     with _checkpointer([name]) as ckpt:
         tree = ckpt.metadata(path).item_metadata[name]
-    return {jax.tree_util.keystr(p, simple=True, separator="."): leaf
-            for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {_key(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _check_target(path: Path, name: str, target) -> None:
     stored = stored_arrays(path, name)
-    wanted = {jax.tree_util.keystr(p, simple=True, separator="."): leaf
-              for p, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
+    wanted = {_key(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
     for key, leaf in wanted.items():
         if key not in stored:
             raise CheckpointError(f"{path / name}: no array {key!r} in the checkpoint")
@@ -147,13 +150,11 @@ def restore_params(path: str | Path, *, mesh=None) -> tuple[Qwen2Config, dict]:
         raise CheckpointError(f"{path}: metadata has no 'hf_config' (not a parameter checkpoint)")
     cfg = Qwen2Config.from_hf_dict(meta["hf_config"])
     stored = stored_arrays(path, PARAMS)
-    leaves, treedef = flat_params(abstract_params(cfg, mesh=mesh))
 
-    def keep_stored_dtype(key, a):
-        s = stored.get(key)
+    def stored_dtype(p, a):  # a missing array is left for restore's check to report
+        s = stored.get(_key(p))
         return a if s is None else jax.ShapeDtypeStruct(a.shape, s.dtype, sharding=a.sharding)
 
-    target = jax.tree_util.tree_unflatten(
-        treedef, [keep_stored_dtype(".".join(str(k) for k in p), a) for p, a in leaves])
+    target = jax.tree_util.tree_map_with_path(stored_dtype, abstract_params(cfg, mesh=mesh))
     trees, _ = restore(path, {PARAMS: target})
     return cfg, trees[PARAMS]

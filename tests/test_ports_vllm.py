@@ -5,7 +5,6 @@ reload needs lm_head.weight (tied_lm_head=True), which vLLM's initial load does 
 import numpy as np
 import pytest
 import torch
-import transformers
 
 from ports.hf_export import export_hf
 from ports.hf_load import load_hf_params
