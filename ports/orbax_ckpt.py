@@ -75,7 +75,8 @@ def _checkpointer(tree_names) -> ocp.Checkpointer:
 
 
 def save(path: str | Path, trees: Mapping[str, Any], meta: dict | None = None, *, overwrite: bool = False) -> None:
-    """One standalone checkpoint folder, written under a temporary name and renamed into place."""
+    """One standalone checkpoint folder, written under a temporary name and renamed into place
+    (single process; under multi-host JAX use a CheckpointManager with save_args)."""
     with atomic_dir(path, overwrite=overwrite) as tmp:
         with _checkpointer(trees) as ckpt:
             ckpt.save(tmp, save_args(trees, meta))
