@@ -202,3 +202,28 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     cfg = load_config(None, {"rollout.num_generations": "4", "loss.micro_batch_size": "8", "train.max_steps": "7",
                              "optim.learning_rate": "1e-6"})
     assert cfg.loss.num_generations == 4 and cfg.optim.total_steps == 7 and cfg.optim.learning_rate == 1e-6
+
+
+@pytest.mark.parametrize("n, source, funcs, length", [
+    (1, "knoveleng/open-s1", ("format", "accuracy"), 4096),
+    (2, "knoveleng/open-rs", ("format", "accuracy"), 3584),
+    (3, "knoveleng/open-rs", ("format", "cosine"), 3584),
+])
+def test_open_rs_recipes_carry_the_papers_hyperparameters(n, source, funcs, length):
+    cfg = load_config(ROOT / "conf" / f"open_rs{n}.yaml")
+    assert cfg.data.source == source and cfg.rewards.funcs == funcs and cfg.rewards.weights == (1.0, 2.0)
+    assert cfg.rollout.max_completion_length == length and cfg.rollout.num_generations == 6
+    assert (cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k) == (0.7, 1.0, 0)
+    assert cfg.rewards.options.cosine.max_len == 3584 and not cfg.rewards.options.cosine.corrected
+    assert (cfg.loss.loss_type, cfg.loss.beta, cfg.loss.epsilon_low, cfg.loss.epsilon_high) == ("bnpo", 0.04, 0.2, 0.2)
+    assert cfg.loss.num_iterations == 1 and cfg.loss.temperature == 1.0 and cfg.loss.scale_rewards == "group"
+    o = cfg.optim
+    assert (o.learning_rate, o.schedule, o.min_lr_rate, o.warmup_ratio, o.total_steps) == (
+        1e-6, "cosine_with_min_lr", 0.1, 0.1, 500)
+    assert (o.b1, o.b2, o.eps, o.weight_decay, o.max_grad_norm) == (0.9, 0.999, 1e-8, 0.0, 1.0)
+    # 12 prompts x 6 = 72 completions per update = 6 per device x 3 devices x 4 accumulation steps
+    assert cfg.train.prompts_per_step * cfg.rollout.num_generations == 72
+    assert cfg.loss.micro_batch_size == 18 and cfg.loss.bnpo_group_size == 6 and cfg.train.mesh.fsdp == 3
+    assert cfg.data.max_prompt_length == 512 and cfg.train.seed == 42 and cfg.train.save_steps == 50
+    assert cfg.data.system_prompt.startswith("A conversation between User and Assistant.")
+    assert cfg.model.compute_dtype == "bfloat16" and cfg.model.remat
