@@ -1,7 +1,7 @@
 """vLLM as a rollout engine, in this process, with weight sync from the trainer's parameters.
 
-vLLM runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): the in-memory sync hands it tensors that
-share the JAX buffers, which cannot cross a process boundary. Token ids go in and out; vLLM's
+vLLM runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): the in-memory sync hands it host tensors
+(views of the JAX buffers where no transpose is needed), which cannot cross a process boundary. Token ids go in and out; vLLM's
 tokenizer is never started, and texts are decoded by `decode_texts`, the same as the JAX engine.
 
 Sampling follows the JAX engine: each completion is its own request (vLLM refuses n > 1 when
@@ -12,10 +12,9 @@ completion. vLLM's min_tokens also suppresses the config's EOS id when it is not
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -24,45 +23,42 @@ from flax import nnx
 
 from jgrpo.model import Qwen2ForCausalLM
 from jgrpo.sampling.base import LOGPROBS_MODES, Completion, LogprobsMode, SamplingParams, decode_texts
-from ports import safetensors_file
-from ports.params import flat_params, param_tree
-from ports.qwen2_names import hf_name
+from ports.hf_export import export_hf
+from ports.hf_tensors import hf_tensor_infos, hf_tensors
+from ports.safetensors_file import write_file
 
 _VLLM_LOGPROBS_MODE = {"raw": "raw_logprobs", "processed": "processed_logprobs"}
 _WEIGHTS_FILE = "model.safetensors"
 
 
-def _hf_params(model: Qwen2ForCausalLM) -> Iterator[tuple[str, jax.Array, bool]]:
-    """(HF name, parameter, transposed) for every parameter, in the model's order."""
-    for path, leaf in flat_params(param_tree(model))[0]:
-        name, transposed = hf_name(path)
-        yield name, leaf, transposed
+def _as_torch(array: np.ndarray):
+    """A torch tensor sharing the array's memory; bfloat16 goes through a uint16 view because
+    neither torch nor DLPack knows ml_dtypes' bfloat16."""
+    import torch
+
+    if array.dtype.name == "bfloat16":
+        return torch.from_dlpack(array.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_dlpack(array)
 
 
 def _torch_tensors(model: Qwen2ForCausalLM):
-    """(HF name, torch tensor in HF layout) pairs sharing memory with the JAX arrays where they can:
-    a parameter split over several devices is gathered onto one first."""
-    import torch
-
-    for name, x, transposed in _hf_params(model):
-        if len(x.sharding.device_set) > 1:
-            x = jax.device_put(x, next(iter(x.sharding.device_set)))
-        tensor = torch.from_dlpack(x)
-        yield name, tensor.T if transposed else tensor
+    """The ports iterator as torch tensors. A tied model also sends lm_head.weight: without it,
+    vLLM 0.32's reload puts the old head back (tests/test_ports_vllm.py)."""
+    for name, array in hf_tensors(model, tied_lm_head=True):
+        yield name, _as_torch(array)
 
 
 def _write_weights(model: Qwen2ForCausalLM, folder: Path) -> None:
-    """One safetensors file in HF layout, written a tensor at a time; other weight files removed
-    so vLLM reads only this one."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """One safetensors file of what `_torch_tensors` sends, written a tensor at a time; other
+    weight files are removed so vLLM reads only this one."""
     for old in [*folder.glob("*.safetensors"), *folder.glob("*.safetensors.index.json")]:
         old.unlink()
-    params = list(_hf_params(model))
-    infos = [safetensors_file.TensorInfo(name, np.dtype(x.dtype), x.shape[::-1] if t else x.shape)
-             for name, x, t in params]
-    arrays = ((name, np.asarray(jax.device_get(x)).T if t else np.asarray(jax.device_get(x)))
-              for name, x, t in params)
-    safetensors_file.write_file(folder / _WEIGHTS_FILE, infos, arrays)
+    infos = []
+    for info in hf_tensor_infos(model):
+        infos.append(info)
+        if model.cfg.tie_word_embeddings and info.name == "model.embed_tokens.weight":
+            infos.append(dataclasses.replace(info, name="lm_head.weight"))
+    write_file(folder / _WEIGHTS_FILE, infos, hf_tensors(model, tied_lm_head=True))
 
 
 class VllmEngine:
@@ -94,17 +90,15 @@ class VllmEngine:
     @classmethod
     def from_model(cls, model: Qwen2ForCausalLM, *, sync_dir: str | Path = "/dev/shm/jgrpo-weights",
                    dtype: str | None = None, **options) -> "VllmEngine":
-        """Writes the model as a HF folder in sync_dir and starts vLLM on it. (Starting from random
+        """Exports the model as a HF folder in sync_dir and starts vLLM on it. (Starting from random
         "dummy" weights would skip the write, but vLLM then refuses every later reload from a
         folder.) dtype defaults to the model's parameter dtype."""
+        export_hf(model, model.cfg, sync_dir, overwrite=True)
         param_dtype = np.dtype(jax.tree.leaves(nnx.state(model, nnx.Param))[0].dtype).name
-        folder = Path(sync_dir)
-        _write_weights(model, folder)
-        (folder / "config.json").write_text(json.dumps(model.cfg.to_hf_dict(torch_dtype=param_dtype), indent=2))
-        return cls(folder, sync_dir=folder, dtype=dtype or param_dtype, **options)
+        return cls(sync_dir, sync_dir=sync_dir, dtype=dtype or param_dtype, **options)
 
     def sync_weights(self, model: Qwen2ForCausalLM, *, via: str | None = None) -> float:
-        """Pushes the model's parameters into vLLM ("memory": tensors sharing the JAX buffers;
+        """Pushes the model's parameters into vLLM ("memory": ports' tensor iterator;
         "folder": a safetensors file in sync_dir) and drops the prefix cache, whose blocks hold
         keys and values computed with the old weights. Returns the seconds it took."""
         via = via or self.sync_via
