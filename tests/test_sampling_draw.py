@@ -43,7 +43,9 @@ def _jitted(top_k, use_top_p, candidates):
 
 def _draw(logits, temperature, top_k, top_p, candidates=128, seed=1, rows=ROWS):
     u = jax.random.uniform(jax.random.key(seed), (rows,))
-    tokens, logprobs = _jitted(top_k, top_p < 1, candidates)(u, jnp.broadcast_to(logits, (rows, VOCAB)), jnp.float32(temperature), jnp.float32(top_p))
+    rows_logits = jnp.broadcast_to(logits, (rows, VOCAB))
+    tokens, logprobs = _jitted(top_k, top_p < 1, candidates)(u, rows_logits, jnp.float32(temperature),
+                                                             jnp.float32(top_p))
     return np.asarray(tokens), np.asarray(logprobs)
 
 

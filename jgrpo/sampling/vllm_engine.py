@@ -1,8 +1,9 @@
 """vLLM as a rollout engine, in this process, with weight sync from the trainer's parameters.
 
 vLLM runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): the in-memory sync hands it host tensors
-(views of the JAX buffers where no transpose is needed), which cannot cross a process boundary. Token ids go in and out; vLLM's
-tokenizer is never started, and texts are decoded by `decode_texts`, the same as the JAX engine.
+(views of the JAX buffers where no transpose is needed), which cannot cross a process boundary.
+Token ids go in and out; vLLM's tokenizer is never started, and texts are decoded by
+`decode_texts`, the same as the JAX engine.
 
 Sampling follows the JAX engine: each completion is its own request (vLLM refuses n > 1 when
 greedy), seeded per row from (seed, call number, row); it stops only at the given EOS ids
@@ -28,6 +29,7 @@ from ports.hf_tensors import hf_tensor_infos, hf_tensors
 from ports.safetensors_file import write_file
 
 _VLLM_LOGPROBS_MODE = {"raw": "raw_logprobs", "processed": "processed_logprobs"}
+_VLLM_DTYPE = {"bf16": "bfloat16", "fp32": "float32"}  # the project's short names; vLLM knows the long ones
 _WEIGHTS_FILE = "model.safetensors"
 
 
@@ -82,10 +84,11 @@ class VllmEngine:
         self.sync_via = sync_via
         self.sync_dir = Path(sync_dir)
         self.calls = 0  # generate calls so far: part of every request's seed
-        self.llm = vllm.LLM(str(model_path), dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                            max_model_len=max_model_len, enable_prefix_caching=enable_prefix_caching,
-                            enforce_eager=enforce_eager, logprobs_mode=_VLLM_LOGPROBS_MODE[logprobs_mode],
-                            skip_tokenizer_init=True, seed=seed, **llm_kwargs)
+        self.llm = vllm.LLM(str(model_path), dtype=_VLLM_DTYPE.get(dtype, dtype),
+                            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                            enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager,
+                            logprobs_mode=_VLLM_LOGPROBS_MODE[logprobs_mode], skip_tokenizer_init=True,
+                            seed=seed, **llm_kwargs)
 
     @classmethod
     def from_model(cls, model: Qwen2ForCausalLM, *, sync_dir: str | Path = "/dev/shm/jgrpo-weights",
