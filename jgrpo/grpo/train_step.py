@@ -3,10 +3,14 @@
 The trainable state is a pytree (params as an nnx State, AdamW state mirroring it, and the update
 count) so it can be donated, sharded by the model's logical axes and checkpointed by Orbax. One
 call of the step is one optimizer update: it scans over the batch's micro-batches, accumulating
-gradients in fp32 with the parameters' sharding, then clips and applies AdamW.
+gradients in fp32 with the parameters' sharding, then clips and applies AdamW. Each forward pass
+gathers the weights it needs (FSDP) in the compute dtype.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +25,8 @@ from jgrpo.grpo.losses import AGGREGATIONS, token_terms
 from jgrpo.grpo.metrics import batch_metrics, token_means, token_sums
 from jgrpo.grpo.optimizer import make_optimizer
 from jgrpo.grpo.schedule import make_schedule
-from jgrpo.model.sharding import LOGICAL_AXIS_RULES, logical_to_spec
+from jgrpo.grpo.placement import (check_micro_batch, gathered_for_compute, is_variable, leaf_sharding,
+                                  micro_batches, rows_sharding, tree_shardings)
 
 
 @struct.dataclass
@@ -29,52 +34,6 @@ class TrainState:
     step: jax.Array  # int32 scalar: optimizer updates applied so far
     params: nnx.State
     opt_state: optax.OptState
-
-
-def _leaf_sharding(x, mesh: Mesh) -> NamedSharding:
-    axes = x.get_metadata().get("logical_axes") if isinstance(x, nnx.Variable) else None
-    return NamedSharding(mesh, PartitionSpec() if axes is None else logical_to_spec(axes, x.shape, mesh))
-
-
-def _is_variable(x) -> bool:
-    return isinstance(x, nnx.Variable)
-
-
-def tree_shardings(tree, mesh: Mesh):
-    """NamedShardings for any pytree holding nnx Variables (params, AdamW moments): each Variable by
-    its logical axes, every other leaf (counters) replicated."""
-    return jax.tree.map(lambda x: _leaf_sharding(x, mesh), tree, is_leaf=_is_variable)
-
-
-def _batch_axes_size(mesh: Mesh) -> int:
-    axes = LOGICAL_AXIS_RULES["batch"]
-    axes = (axes,) if isinstance(axes, str) else axes
-    size = 1
-    for a in axes:
-        size *= mesh.shape[a]
-    return size
-
-
-def _rows_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
-    """Rows over the data-parallel axes, after `leading` unsharded axes; trailing axes replicated."""
-    return NamedSharding(mesh, PartitionSpec(*([None] * leading), LOGICAL_AXIS_RULES["batch"]))
-
-
-def _micro_batches(tree, micro_batch_size: int, mesh: Mesh):
-    """[B, ...] -> [B / m, m, ...] with every micro-batch spread over all data-parallel devices."""
-    def split(x):
-        x = x.reshape(x.shape[0] // micro_batch_size, micro_batch_size, *x.shape[1:])
-        return jax.lax.with_sharding_constraint(x, _rows_sharding(mesh, leading=1))
-
-    return jax.tree.map(split, tree)
-
-
-def _check_micro_batch(batch_size: int, micro_batch_size: int, mesh: Mesh):
-    if batch_size % micro_batch_size:
-        raise ValueError(f"batch of {batch_size} completions is not a multiple of micro_batch_size {micro_batch_size}")
-    if micro_batch_size % _batch_axes_size(mesh):
-        raise ValueError(f"micro_batch_size {micro_batch_size} does not split over {_batch_axes_size(mesh)} "
-                         "data-parallel devices")
 
 
 def init_train_state(model: nnx.Module, opt_cfg: OptimizerConfig, mesh: Mesh):
@@ -95,22 +54,51 @@ def abstract_train_state(abstract_params: nnx.State, opt_cfg: OptimizerConfig, m
     shape = jax.eval_shape(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p)), abstract_params)
 
     def place(x):
-        leaf = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=_leaf_sharding(x, mesh))
-        return x.replace(leaf) if _is_variable(x) else leaf
+        leaf = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=leaf_sharding(x, mesh))
+        return x.replace(leaf) if is_variable(x) else leaf
 
-    return jax.tree.map(place, shape, is_leaf=_is_variable)
+    return jax.tree.map(place, shape, is_leaf=is_variable)
 
 
-def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: OptimizerConfig, mesh: Mesh):
-    """jitted step(state, batch) -> (state, metrics). `state` (real or abstract) fixes the shardings;
-    the state argument is donated. Metrics are replicated fp32 scalars under TRL's names."""
+def _compute_dtype(graphdef, params):
+    return nnx.merge(graphdef, params).policy.compute_dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+    """One optimizer update: step(state, batch) -> (state, metrics).
+
+    Two jitted programs, each compiled once per batch shape: `accumulate` (params, batch) ->
+    (fp32 gradients sharded like the params, metrics) scans the micro-batches; `apply` (state,
+    gradients) -> (state, metrics) clips and steps AdamW, donating the state. They are separate
+    programs because in a single one XLA's scheduler (seen on CPU with one micro-batch and
+    global-norm clipping) ran every layer's rematerialised forward pass early and kept all their
+    activations alive; across a program boundary the backward's memory cannot depend on the optimizer.
+    """
+
+    accumulate: Callable
+    apply: Callable
+
+    def __call__(self, state: TrainState, batch: RolloutBatch):
+        grads, metrics = self.accumulate(state.params, batch)
+        state, update_metrics = self.apply(state, grads)
+        return state, {**metrics, **update_metrics}
+
+
+def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: OptimizerConfig,
+                    mesh: Mesh) -> TrainStep:
+    """The update for states shaped and sharded like `state` (real or abstract). Metrics are
+    replicated fp32 scalars under TRL's names."""
     tx = make_optimizer(opt_cfg)
     schedule = make_schedule(opt_cfg)
     aggregation = AGGREGATIONS[loss_cfg.loss_type]
     state_shardings = tree_shardings(state, mesh)
+    param_shardings = state_shardings.params
+    compute_dtype = _compute_dtype(graphdef, state.params)
+    replicated = NamedSharding(mesh, PartitionSpec())
 
     def micro_loss(params, mb: RolloutBatch, denominator):
-        model = nnx.merge(graphdef, params)
+        model = nnx.merge(graphdef, gathered_for_compute(params, mesh, compute_dtype))
         logps, entropies = completion_logprobs(
             model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask,
             temperature=loss_cfg.temperature, chunk_size=loss_cfg.logprob_chunk_size, with_entropy=True)
@@ -123,37 +111,38 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
 
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
-    def step(state: TrainState, batch: RolloutBatch):
-        _check_micro_batch(batch.size, loss_cfg.micro_batch_size, mesh)
+    def accumulate(params, batch: RolloutBatch):
+        check_micro_batch(batch.size, loss_cfg.micro_batch_size, mesh)
         if loss_cfg.num_iterations > 1 and batch.old_logps is None:
             raise ValueError("num_iterations > 1 needs old_logps in the batch")
         denominator = aggregation.denominator(batch.loss_mask(loss_cfg.mask_truncated_completions), loss_cfg)
-        micro = _micro_batches(batch, loss_cfg.micro_batch_size, mesh)
-        param_shardings = state_shardings.params
+        micro = micro_batches(batch, loss_cfg.micro_batch_size, mesh)
         constrain = lambda g: jax.lax.with_sharding_constraint(g, param_shardings)
 
-        def accumulate(carry, mb):
+        def add_micro_batch(carry, mb):
             grads, loss, sums = carry
-            (mb_loss, mb_sums), mb_grads = grad_fn(state.params, mb, denominator)
+            (mb_loss, mb_sums), mb_grads = grad_fn(params, mb, denominator)
             grads = constrain(jax.tree.map(jnp.add, grads, mb_grads))
             return (grads, loss + mb_loss, jax.tree.map(jnp.add, sums, mb_sums)), None
 
         first = jax.tree.map(lambda x: x[0], micro)
-        sums_shape = jax.eval_shape(micro_loss, state.params, first, denominator)[1]
-        zeros = (constrain(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)),
+        sums_shape = jax.eval_shape(micro_loss, params, first, denominator)[1]
+        zeros = (constrain(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)),
                  jnp.float32(0.0), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums_shape))
-        (grads, loss, sums), _ = jax.lax.scan(accumulate, zeros, micro)
+        (grads, loss, sums), _ = jax.lax.scan(add_micro_batch, zeros, micro)
+        return grads, {"loss": loss, **token_means(sums), **batch_metrics(batch, loss_cfg.num_generations)}
 
+    def apply(state: TrainState, grads):
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
-        metrics.update(token_means(sums))
-        metrics.update(batch_metrics(batch, loss_cfg.num_generations))
+        metrics = {"grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(step, in_shardings=(state_shardings, _rows_sharding(mesh)),
-                   out_shardings=(state_shardings, replicated), donate_argnums=0)
+    return TrainStep(
+        accumulate=jax.jit(accumulate, in_shardings=(param_shardings, rows_sharding(mesh)),
+                           out_shardings=(param_shardings, replicated)),
+        apply=jax.jit(apply, in_shardings=(state_shardings, param_shardings),
+                      out_shardings=(state_shardings, replicated), donate_argnums=0))
 
 
 def make_logprob_fn(graphdef, params, mesh: Mesh, *, micro_batch_size: int, temperature: float = 1.0,
@@ -162,17 +151,21 @@ def make_logprob_fn(graphdef, params, mesh: Mesh, *, micro_batch_size: int, temp
     fp32, no gradient: the reference model's (ref params) or the old policy's (current params).
     `params` (real or abstract) fixes the shardings; a bf16 copy works with the same graphdef."""
 
+    compute_dtype = _compute_dtype(graphdef, params)
+
     def logps_of(params, prompt_ids, prompt_mask, completion_ids, completion_mask):
-        _check_micro_batch(prompt_ids.shape[0], micro_batch_size, mesh)
-        model = nnx.merge(graphdef, params)
+        check_micro_batch(prompt_ids.shape[0], micro_batch_size, mesh)
 
         def one(_, mb):
+            # Built inside the scan body: nnx.remat writes the layers' Variables back, which must
+            # belong to the trace it runs in.
+            model = nnx.merge(graphdef, gathered_for_compute(params, mesh, compute_dtype))
             logps, _ = completion_logprobs(model, *mb, temperature=temperature, chunk_size=chunk_size)
             return None, logps
 
-        micro = _micro_batches((prompt_ids, prompt_mask, completion_ids, completion_mask), micro_batch_size, mesh)
+        micro = micro_batches((prompt_ids, prompt_mask, completion_ids, completion_mask), micro_batch_size, mesh)
         _, logps = jax.lax.scan(one, None, micro)
         return jax.lax.stop_gradient(logps.reshape(prompt_ids.shape[0], -1))
 
-    rows = _rows_sharding(mesh)
+    rows = rows_sharding(mesh)
     return jax.jit(logps_of, in_shardings=(tree_shardings(params, mesh), rows, rows, rows, rows), out_shardings=rows)
