@@ -6,7 +6,7 @@ import numpy as np
 from flax import nnx
 
 from jgrpo.grpo import LossConfig, OptimizerConfig, RolloutBatch, group_advantages, init_train_state, make_train_step
-from jgrpo.model import Qwen2Config, Qwen2ForCausalLM, build_sharded, make_mesh
+from jgrpo.model import DtypePolicy, Qwen2Config, Qwen2ForCausalLM, build_sharded, make_mesh
 
 VOCAB, TARGET = 8, 3
 PROMPTS, G, P, C = 4, 4, 3, 6
@@ -39,13 +39,14 @@ def make_rollout(graphdef, prompt_ids):
     return rollout
 
 
-def test_reward_goes_up():
+def test_reward_goes_up_with_bf16_compute_and_fp32_master_weights():
     cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=1)
     mesh = make_mesh(devices=jax.devices()[:1])
     loss_cfg = LossConfig(beta=0.0, num_generations=G, micro_batch_size=PROMPTS * G)
     opt_cfg = OptimizerConfig(learning_rate=3e-3, schedule="constant", warmup_ratio=0.0, total_steps=STEPS)
-    model = build_sharded(lambda: Qwen2ForCausalLM(cfg, rngs=nnx.Rngs(0)), mesh)  # one compile, not one per shape
+    mixed = DtypePolicy(param_dtype=jnp.float32, compute_dtype=jnp.bfloat16)
+    model = build_sharded(lambda: Qwen2ForCausalLM(cfg, policy=mixed, rngs=nnx.Rngs(0)), mesh)  # one compile
     graphdef, state = init_train_state(model, opt_cfg, mesh)
     step = make_train_step(graphdef, state, loss_cfg, opt_cfg, mesh)
     prompt_ids = np.repeat(np.random.default_rng(1).integers(0, VOCAB, (PROMPTS, P), np.int32), G, axis=0)
@@ -58,3 +59,4 @@ def test_reward_goes_up():
     rewards_seen = [float(r) for r in rewards_seen]
     first, last = np.mean(rewards_seen[:5]), np.mean(rewards_seen[-5:])
     assert first < 0.3 and last > 0.8, (first, last)
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}  # fp32 master weights

@@ -104,7 +104,8 @@ def test_logprob_fn_on_a_mesh_matches_transformers(checkpoint):
 
 def test_sharded_step_equals_single_device_and_compiles_once(checkpoint):
     """Every optional input on: old log-probs (num_iterations 2), sampler log-probs with the
-    importance-sampling cap, the KL, masked truncations, temperature, asymmetric clipping."""
+    importance-sampling cap, the KL, masked truncations, temperature, asymmetric clipping. The
+    sharded run also accumulates two micro-batches and rematerialises the layers."""
     folder, _ = checkpoint
     t = torch_batch(seed=5)
     rng = np.random.default_rng(0)
@@ -113,11 +114,11 @@ def test_sharded_step_equals_single_device_and_compiles_once(checkpoint):
     batch = jax_batch(t, old_logps=noisy(0), ref_logps=noisy(0.3), sampler_logps=noisy(0.3))
     opt_cfg = OptimizerConfig(learning_rate=1e-3, schedule="linear", total_steps=10, warmup_ratio=0.0)
 
-    def run(mesh, micro_batch_size):
+    def run(mesh, micro_batch_size, remat):
         loss_cfg = LossConfig(beta=0.04, num_iterations=2, importance_sampling_cap=2.0, mask_truncated_completions=True,
                               temperature=0.7, epsilon_high=0.28, num_generations=G, micro_batch_size=micro_batch_size,
                               logprob_chunk_size=4)
-        graphdef, state = init_train_state(load_hf_model(folder, mesh=mesh), opt_cfg, mesh)
+        graphdef, state = init_train_state(load_hf_model(folder, mesh=mesh, remat=remat), opt_cfg, mesh)
         step = make_train_step(graphdef, state, loss_cfg, opt_cfg, mesh)
         history = []
         for _ in range(3):
@@ -125,8 +126,8 @@ def test_sharded_step_equals_single_device_and_compiles_once(checkpoint):
             history.append({k: float(v) for k, v in metrics.items()})
         return state, history, step
 
-    single, single_history, _ = run(make_mesh(devices=jax.devices()[:1]), micro_batch_size=B)
-    sharded, sharded_history, step = run(make_mesh(fsdp=2, tp=2), micro_batch_size=G)
+    single, single_history, _ = run(make_mesh(devices=jax.devices()[:1]), micro_batch_size=B, remat=False)
+    sharded, sharded_history, step = run(make_mesh(fsdp=2, tp=2), micro_batch_size=G, remat=True)
 
     assert step.accumulate._cache_size() == 1 and step.apply._cache_size() == 1  # three updates, one compilation
     lm_head = sharded.params["lm_head"][...]
