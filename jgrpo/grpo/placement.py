@@ -68,7 +68,9 @@ def gathered_for_compute(params, mesh: Mesh, dtype):
     parallel axes (tensor-parallel sharding kept). This is FSDP's all-gather made explicit: left to
     itself XLA's propagation follows the embed-sharded weights and gathers the activations instead,
     which holds whole-batch activations on every device. The cast comes first so the gathered copy
-    is bf16 under a bf16 compute policy; every layer casts its weights to that dtype anyway."""
+    is bf16 under a bf16 compute policy; every layer casts its weights to that dtype anyway. The
+    backward mirrors it: weight gradients are reduce-scattered in the compute dtype, then widened
+    to fp32 (DeepSpeed's default with bf16 too)."""
     def gather(v):
         spec = PartitionSpec(*(_without_data_axes(e) for e in leaf_sharding(v, mesh).spec))
         return v.replace(jax.lax.with_sharding_constraint(v[...].astype(dtype), NamedSharding(mesh, spec)))

@@ -24,9 +24,9 @@ from jgrpo.grpo.logprobs import completion_logprobs
 from jgrpo.grpo.losses import AGGREGATIONS, token_terms
 from jgrpo.grpo.metrics import batch_metrics, token_means, token_sums
 from jgrpo.grpo.optimizer import make_optimizer
-from jgrpo.grpo.schedule import make_schedule
 from jgrpo.grpo.placement import (check_micro_batch, gathered_for_compute, is_variable, leaf_sharding,
                                   micro_batches, rows_sharding, tree_shardings)
+from jgrpo.grpo.schedule import make_schedule
 
 
 @struct.dataclass
