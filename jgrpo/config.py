@@ -121,6 +121,16 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DevicesConfig:
+    """GPU layout (jgrpo.devices): which GPUs train and which generate. Off on CPU."""
+
+    gpu_layout: bool = False
+    trainer_gpus: tuple[int, ...] = (0, 1, 2)
+    rollout_gpus: tuple[int, ...] = (3,)
+    jax_memory_fraction: float = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
 class LogConfig:
     tensorboard: bool = True
     wandb: bool = False
@@ -146,6 +156,7 @@ class RunConfig:
     loss: LossConfig = LossConfig()
     optim: OptimizerConfig = OptimizerConfig()
     train: TrainConfig = TrainConfig()
+    devices: DevicesConfig = DevicesConfig()
     log: LogConfig = LogConfig()
 
     def __post_init__(self):

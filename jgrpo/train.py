@@ -7,15 +7,13 @@ runs conf/tiny.yaml, the CPU default: a tiny Qwen2 learning single-digit additio
 
 from __future__ import annotations
 
-import dataclasses
-import os
+import logging
 import signal
 import sys
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from tqdm import tqdm
@@ -23,6 +21,7 @@ from tqdm import tqdm
 from jgrpo.checkpoint import Checkpoints
 from jgrpo.config import ConfigError, RunConfig, describe_keys, load_config, save_config
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
+from jgrpo.devices import DeviceLayout, apply_layout, split_devices
 from jgrpo.grpo import RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step
 from jgrpo.model import ConfigError as ModelConfigError
 from jgrpo.model import DtypePolicy, Qwen2Config, make_mesh
@@ -128,7 +127,11 @@ class Trainer:
         except ValueError as e:  # an unknown reward name or an import path that does not resolve
             raise SetupError(f"rewards.funcs: {e}") from None
 
-        self.mesh = make_mesh(cfg.train.mesh.data, cfg.train.mesh.fsdp, cfg.train.mesh.tp)
+        trainer_devices, sampler_devices = self._devices()
+        self.mesh = make_mesh(cfg.train.mesh.data, cfg.train.mesh.fsdp, cfg.train.mesh.tp, devices=trainer_devices)
+        # The JAX sampler gets a mesh of its own only when the layout gives it other GPUs.
+        self.sampler_mesh = (make_mesh(fsdp=-1, devices=sampler_devices)
+                             if sampler_devices and sampler_devices != trainer_devices else None)
         policy = DtypePolicy.from_names(cfg.model.param_dtype, cfg.model.compute_dtype)
         self.model = load_hf_model(self.model_path, policy=policy, mesh=self.mesh, remat=cfg.model.remat)
         # The frozen reference is the starting checkpoint, so a resumed run reloads the same one.
@@ -185,10 +188,15 @@ class Trainer:
         dataset = load_examples(d.source, columns, d.split, d.drop_missing_answers)
         return encode_prompts(dataset.examples, self.tokenizer, d.system_prompt)
 
+    def _devices(self):
+        if not self.cfg.devices.gpu_layout:
+            return jax.devices(), []
+        return split_devices(gpu_layout(self.cfg))
+
     def _engine_options(self) -> dict:
         r = self.cfg.rollout
         if r.engine == "jax":
-            return {"pad_token_id": self.pad_id}
+            return {"pad_token_id": self.pad_id, "mesh": self.sampler_mesh}
         return {"gpu_memory_utilization": r.gpu_memory_utilization, "max_model_len": r.max_model_len,
                 "enforce_eager": r.enforce_eager, "enable_prefix_caching": r.enable_prefix_caching,
                 "sync_via": r.weight_sync, "sync_dir": r.sync_folder, "seed": self.cfg.train.seed,
@@ -317,11 +325,22 @@ class Trainer:
         return 0
 
 
+def gpu_layout(cfg: RunConfig) -> DeviceLayout:
+    d = cfg.devices
+    return DeviceLayout(trainer_gpus=d.trainer_gpus, rollout_gpus=d.rollout_gpus, rollout_engine=cfg.rollout.engine,
+                        vllm_gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
+                        jax_memory_fraction=d.jax_memory_fraction)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         path, overrides, resume = parse_args(argv)
         cfg = load_config(path, overrides)
+        if cfg.devices.gpu_layout:
+            apply_layout(gpu_layout(cfg))  # before JAX, torch or vLLM touch a device
+        # Orbax warns on every save that it found no OCDBT files to merge (ports saves without OCDBT).
+        logging.getLogger("absl").setLevel(logging.ERROR)
         trainer = Trainer(cfg, resume)
     except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -227,3 +227,4 @@ def test_open_rs_recipes_carry_the_papers_hyperparameters(n, source, funcs, leng
     assert cfg.data.max_prompt_length == 512 and cfg.train.seed == 42 and cfg.train.save_steps == 50
     assert cfg.data.system_prompt.startswith("A conversation between User and Assistant.")
     assert cfg.model.compute_dtype == "bfloat16" and cfg.model.remat
+    assert cfg.devices.gpu_layout and cfg.devices.trainer_gpus == (0, 1, 2) and cfg.devices.rollout_gpus == (3,)
