@@ -20,7 +20,7 @@ CHUNK = 3  # does not divide the completion width: the padded last chunk is exer
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
-    hf = make_hf_model(folder)
+    hf = make_hf_model(folder, num_hidden_layers=1)
     model = load_hf_model(folder)
     vocab = hf.config.vocab_size
     prompt_ids, prompt_mask = left_padded_batch([4, 6, 1, 3], vocab, seed=3)
