@@ -27,8 +27,13 @@ def _finite(value: float):
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, cfg: LogConfig, config_dict: dict, start_step: int):
+    """write=False (the other processes of a multi-host run) makes every method a no-op."""
+
+    def __init__(self, run_dir: Path, cfg: LogConfig, config_dict: dict, start_step: int, write: bool = True):
         self.cfg = cfg
+        self.write = write
+        if not write:
+            return
         for name in (METRICS_FILE, COMPLETIONS_FILE):
             _truncate_after(run_dir / name, start_step)
         self._metrics = open(run_dir / METRICS_FILE, "a")
@@ -46,6 +51,8 @@ class RunLogger:
                                      resume="allow", name=run_dir.name)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.write:
+            return
         row = {"step": step, **{k: _finite(float(v)) for k, v in metrics.items()}}
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
@@ -57,11 +64,15 @@ class RunLogger:
             self._wandb.log(metrics, step=step)
 
     def log_completions(self, step: int, rows: list[dict]) -> None:
+        if not self.write:
+            return
         for row in rows[: self.cfg.completions_per_step]:
             self._completions.write(json.dumps({"step": step, **row}) + "\n")
         self._completions.flush()
 
     def close(self) -> None:
+        if not self.write:
+            return
         self._metrics.close()
         self._completions.close()
         if self._tb is not None:

@@ -8,6 +8,7 @@ runs conf/tiny.yaml, the CPU default: a tiny Qwen2 learning single-digit additio
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,9 +23,10 @@ from jgrpo.checkpoint import Checkpoints
 from jgrpo.config import ConfigError, RunConfig, describe_keys, load_config, save_config
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
 from jgrpo.devices import DeviceLayout, apply_layout, split_devices
+from jgrpo.distributed import barrier, initialize_from_environment, is_main_process, to_global, to_host
 from jgrpo.grpo import RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step
 from jgrpo.model import ConfigError as ModelConfigError
-from jgrpo.model import DtypePolicy, Qwen2Config, make_mesh
+from jgrpo.model import DtypePolicy, Qwen2Config, batch_sharding, make_mesh
 from jgrpo.plots import plot_run
 from jgrpo.rewards import FINISH_REASON_COLUMN, TOKEN_LENGTHS_COLUMN, build_reward_fn
 from jgrpo.run_log import RunLogger
@@ -101,6 +103,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, resume: bool):
         self.cfg = cfg
+        self.is_main = is_main_process()  # in a multi-host run, process 0 writes the run's files
         self.run_dir = Path(cfg.train.output_dir)
         self._check_output_dir(resume)
         self.checkpoints = Checkpoints(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
@@ -149,15 +152,16 @@ class Trainer:
         self.logprob_fn = make_logprob_fn(self.graphdef, self.state.params, self.mesh,
                                           micro_batch_size=cfg.loss.micro_batch_size,
                                           temperature=cfg.loss.temperature, chunk_size=cfg.loss.logprob_chunk_size)
-        save_config(cfg, self.run_dir / "config.yaml")
-        self.logger = RunLogger(self.run_dir, cfg.log, cfg.to_dict(), self.start_step)
+        if self.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.logger = RunLogger(self.run_dir, cfg.log, cfg.to_dict(), self.start_step, write=self.is_main)
         self._stop_signal = None
 
     # --- setup -------------------------------------------------------------------------------
     def _check_output_dir(self, resume: bool) -> None:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / ".write-test"
+            probe = self.run_dir / f".write-test-{os.getpid()}"  # one per process of a multi-host run
             probe.write_text("")
             probe.unlink()
         except OSError as e:
@@ -173,11 +177,12 @@ class Trainer:
         if cfg.data.source != "arithmetic":
             raise SetupError("model.path is required unless data.source is 'arithmetic' (the built-in task)")
         path = self.run_dir / "initial_model"
-        if not path.is_dir():
+        if self.is_main and not path.is_dir():
             t = cfg.model.tiny
             arithmetic.write_model_folder(path, arithmetic.model_config(
                 t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_attention_heads,
                 t.num_key_value_heads), seed=t.seed)
+        barrier("initial model written")
         return path
 
     def _prompts(self):
@@ -248,7 +253,9 @@ class Trainer:
         rewards = self.reward_fn([c.text for c in completions], **columns)
         timings["reward"] = time.perf_counter() - t
 
-        batch = self._rollout_batch(prompt_batch, completions, rewards.total)
+        # Every process built the same host batch; as global arrays each device gets its rows.
+        batch = jax.tree.map(lambda x: to_global(x, batch_sharding(self.mesh, x.ndim)),
+                             self._rollout_batch(prompt_batch, completions, rewards.total))
         t = time.perf_counter()
         logps_args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
         if self.ref_params is not None:
@@ -261,7 +268,7 @@ class Trainer:
         t = time.perf_counter()
         for _ in range(cfg.loss.num_iterations):
             self.state, metrics = self.step_fn(self.state, batch)
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        metrics = {k: float(to_host(v)) for k, v in metrics.items()}
         timings["update"] = time.perf_counter() - t
 
         nnx.update(self.model, self.state.params)
@@ -291,13 +298,17 @@ class Trainer:
             self._export(self.run_dir / "hf" / f"step_{step}")
 
     def _export(self, dst: Path) -> None:
-        export_hf(self.model, self.model_cfg, dst, tokenizer=self.model_path, overwrite=True)
+        # Gathering is collective: every process takes part, process 0 writes.
+        params = jax.tree.map(to_host, nnx.to_pure_dict(nnx.state(self.model, nnx.Param)))
+        if self.is_main:
+            export_hf(params, self.model_cfg, dst, tokenizer=self.model_path, overwrite=True)
 
     def run(self) -> int:
         cfg = self.cfg.train
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, self._on_signal)
-        bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="grpo", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="grpo", unit="step", dynamic_ncols=True,
+                   disable=not self.is_main)
         step = self.start_step
         try:
             while step < cfg.max_steps and self._stop_signal is None:
@@ -319,7 +330,7 @@ class Trainer:
             return 0
         if cfg.export_hf != "none":
             self._export(self.run_dir / "hf" / "final")
-        if self.cfg.log.plots:
+        if self.cfg.log.plots and self.is_main:
             plot_run(self.run_dir)
         self.checkpoints.close()
         return 0
@@ -339,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(path, overrides)
         if cfg.devices.gpu_layout:
             apply_layout(gpu_layout(cfg))  # before JAX, torch or vLLM touch a device
+        initialize_from_environment()  # a multi-host run: before anything touches a device
         # Orbax warns on every save that it found no OCDBT files to merge (ports saves without OCDBT).
         logging.getLogger("absl").setLevel(logging.ERROR)
         trainer = Trainer(cfg, resume)

@@ -228,3 +228,44 @@ def test_open_rs_recipes_carry_the_papers_hyperparameters(n, source, funcs, leng
     assert cfg.data.system_prompt.startswith("A conversation between User and Assistant.")
     assert cfg.model.compute_dtype == "bfloat16" and cfg.model.remat
     assert cfg.devices.gpu_layout and cfg.devices.trainer_gpus == (0, 1, 2) and cfg.devices.rollout_gpus == (3,)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_hosts_with_two_devices_each_equal_one_host_with_four(tmp_path):
+    """Multi-host: two processes on localhost, each with 2 fake CPU devices, joined by
+    jax.distributed from the environment into one 4-device mesh, against one process with 4."""
+    args = [*TINY, "--train.max_steps", "3", "--train.save_steps", "3", "--log.plots", "false",
+            "--train.export_hf", "final"]
+    base = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    base.pop("XLA_FLAGS", None)
+    single = tmp_path / "single"
+    subprocess.run([sys.executable, "-m", "jgrpo.train", *args, "--train.output_dir", str(single)], cwd=ROOT,
+                   env={**base, "JAX_NUM_CPU_DEVICES": "4"}, check=True, capture_output=True, timeout=600)
+    multi = tmp_path / "multi"
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "jgrpo.train", *args, "--train.output_dir", str(multi)],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**base, "JAX_NUM_CPU_DEVICES": "2", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                                   "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)})
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    # Same rollouts (the sampler's randomness does not depend on the device layout) ...
+    assert [r["reward"] for r in metrics(single)] == [r["reward"] for r in metrics(multi)]
+    assert prompts_per_step(single) == prompts_per_step(multi)
+    # ... and the same update, up to the order of cross-device reductions.
+    from ports.hf_load import load_hf_model
+    import jax
+    a = jax.tree.leaves(jax.device_get(load_hf_model(single / "hf" / "final")))
+    b = jax.tree.leaves(jax.device_get(load_hf_model(multi / "hf" / "final")))
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+    initial = jax.tree.leaves(jax.device_get(load_hf_model(single / "initial_model")))
+    assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, initial))

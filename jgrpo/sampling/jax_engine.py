@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jgrpo.distributed import to_global, to_host
 from jgrpo.model import KVCache, Qwen2ForCausalLM, batch_sharding, make_mesh, state_shardings
 from jgrpo.model.sharding import LOGICAL_AXIS_RULES
 from jgrpo.sampling.base import LOGPROBS_MODES, Completion, LogprobsMode, SamplingParams, decode_texts
@@ -99,11 +100,12 @@ class JaxEngine:
         rows = batch_sharding(self.mesh)
         key = jax.random.fold_in(jax.random.key(params.seed), self.calls)
         self.calls += 1
-        tokens, logprobs, lengths, stopped = jax.device_get(self._rollout(
-            self._current_state(), jax.device_put(ids, rows), jax.device_put(mask, rows), key,
+        outputs = self._rollout(
+            self._current_state(), to_global(ids, rows), to_global(mask, rows), key,
             jnp.float32(params.temperature), jnp.float32(params.top_p), jnp.int32(params.min_new_tokens),
             n=params.n, max_new=params.max_new_tokens, greedy=params.greedy, top_k=params.top_k,
-            use_top_p=params.top_p < 1.0))
+            use_top_p=params.top_p < 1.0)
+        tokens, logprobs, lengths, stopped = (to_host(x) for x in outputs)
         count = len(prompts) * params.n
         token_ids = [tokens[r, :lengths[r]].astype(np.int32) for r in range(count)]
         texts = decode_texts(self.tokenizer, token_ids)
