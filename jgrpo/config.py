@@ -139,12 +139,18 @@ class LogConfig:
     plots: bool = True
 
 
-# Keys of the library sections that the run derives from another section instead of reading them.
+# Keys of the library sections that the run derives from other sections instead of reading them.
 DERIVED = {
     "loss.num_generations": "rollout.num_generations",
     "loss.max_completion_length": "rollout.max_completion_length",
-    "optim.total_steps": "train.max_steps",
+    "optim.total_steps": "train.max_steps x loss.num_iterations",  # the schedule counts optimizer updates
 }
+
+
+def _derived(rollout: RolloutConfig, train: TrainConfig, num_iterations: int) -> dict[str, Any]:
+    return {"loss.num_generations": rollout.num_generations,
+            "loss.max_completion_length": rollout.max_completion_length,
+            "optim.total_steps": train.max_steps * num_iterations}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,10 +167,20 @@ class RunConfig:
 
     def __post_init__(self):
         # Resolve the derived keys so every section is self-consistent.
+        d = _derived(self.rollout, self.train, self.loss.num_iterations)
         object.__setattr__(self, "loss", dataclasses.replace(
-            self.loss, num_generations=self.rollout.num_generations,
-            max_completion_length=self.rollout.max_completion_length))
-        object.__setattr__(self, "optim", dataclasses.replace(self.optim, total_steps=self.train.max_steps))
+            self.loss, num_generations=d["loss.num_generations"],
+            max_completion_length=d["loss.max_completion_length"]))
+        object.__setattr__(self, "optim", dataclasses.replace(self.optim, total_steps=d["optim.total_steps"]))
+        # Checks that span sections, so a run fails here rather than after its first generation.
+        completions = self.train.prompts_per_step * self.rollout.num_generations
+        if self.rollout.num_generations < 2:
+            raise ValueError("rollout.num_generations must be >= 2: advantages compare completions of one prompt")
+        if completions % self.loss.micro_batch_size:
+            raise ValueError(f"loss.micro_batch_size {self.loss.micro_batch_size} does not divide the "
+                             f"{completions} completions of a step (train.prompts_per_step x rollout.num_generations)")
+        if self.data.max_prompt_length < 1 or self.rollout.max_completion_length < 1:
+            raise ValueError("data.max_prompt_length and rollout.max_completion_length must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -256,7 +272,8 @@ def build(cls, values: dict[str, Any], prefix: str = "", derived_ok: bool = Fals
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError(f"config section {prefix.rstrip('.') or 'root'}: {e}") from None
+        where = prefix.rstrip(".")
+        raise ConfigError(f"config section {where}: {e}" if where else str(e)) from None
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -298,16 +315,21 @@ def load_config(path: str | Path | None, overrides: dict[str, str] | None = None
         if _get_path(tree, key) is not None:
             raise ConfigError(f"config key {key} is not settable: it follows {DERIVED[key]}")
     # Sections validate themselves on construction, so they must see the derived values already.
-    for key, source in DERIVED.items():
-        value = _get_path(tree, source)
-        section, name = source.split(".")
-        default = getattr(RunConfig.__dataclass_fields__[section].default, name)
-        _set_path(tree, key, default if value is None else value)
+    rollout = build(RolloutConfig, tree.get("rollout", {}), "rollout.")
+    train = build(TrainConfig, tree.get("train", {}), "train.")
+    num_iterations = _coerce(_get_path(tree, "loss.num_iterations") or LossConfig.num_iterations, int,
+                             "loss.num_iterations")
+    for key, value in _derived(rollout, train, num_iterations).items():
+        _set_path(tree, key, value)
     return build(RunConfig, tree, derived_ok=True)
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+    """Written under a temporary name and renamed, so a crash never leaves half a config."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+    tmp.replace(path)
 
 
 def describe_keys(cls=RunConfig, prefix: str = "") -> list[str]:

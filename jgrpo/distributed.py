@@ -45,6 +45,20 @@ def to_host(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def broadcast_from_main(x: np.ndarray) -> np.ndarray:
+    """Process 0's value of `x` on every process."""
+    if jax.process_count() == 1:
+        return x
+    return np.asarray(multihost_utils.broadcast_one_to_all(x))
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when `flag` is true on any of them."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.asarray(multihost_utils.process_allgather(np.array(flag))).any())
+
+
 def barrier(name: str) -> None:
     """Waits until every process gets here (no-op in a single-process run)."""
     if jax.process_count() > 1:

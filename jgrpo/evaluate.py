@@ -238,32 +238,19 @@ def evaluate(engine, benchmarks: Sequence[BenchmarkPrompts], settings: EvalSetti
 # ---------------------------------------------------------------------------------------
 
 
-def eos_token_ids(model_dir: Path, tokenizer) -> list[int]:
-    """Every id that ends a completion: config.json's, generation_config.json's and the
-    tokenizer's (Hugging Face generate and vLLM stop at any of them)."""
-    from jgrpo.model import Qwen2Config
-
-    ids = list(Qwen2Config.from_json_file(model_dir).eos_token_ids)
-    generation_config = model_dir / "generation_config.json"
-    if generation_config.is_file():
-        eos = json.loads(generation_config.read_text()).get("eos_token_id")
-        ids += eos if isinstance(eos, list) else [] if eos is None else [eos]
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    if not ids:
-        raise EvalError(f"{model_dir}: no eos_token_id in config.json, generation_config.json or the tokenizer")
-    return list(dict.fromkeys(int(i) for i in ids))
-
-
 def build_engine(kind: str, model_dir: Path, tokenizer, *, dtype: str, longest_prompt: int, max_new_tokens: int,
                  seed: int, enforce_eager: bool, gpu_memory_utilization: float):
     """The JAX engine on the model loaded over every device (FSDP mesh), or vLLM started straight
     from the folder (the JAX model is never loaded then)."""
     from jgrpo.model import ConfigError, DtypePolicy, make_mesh
+    from jgrpo.sampling import pow2_at_least, stop_token_ids
     from ports import CheckpointError
 
     try:
-        eos = eos_token_ids(model_dir, tokenizer)
+        eos = stop_token_ids(model_dir, tokenizer)
+    except ValueError as e:  # no EOS anywhere, or a broken config.json
+        raise EvalError(str(e)) from None
+    try:
         if kind == "jax":
             from jgrpo.sampling import JaxEngine
             from ports.hf_load import load_hf_model
@@ -272,9 +259,8 @@ def build_engine(kind: str, model_dir: Path, tokenizer, *, dtype: str, longest_p
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
             # One prompt-length bucket for the whole run: every further bucket is another compile,
             # and next to max_new_tokens of KV cache the padding costs little.
-            bucket = 1 << max(longest_prompt - 1, 0).bit_length()
             return JaxEngine(model, eos_token_ids=eos, tokenizer=tokenizer, pad_token_id=pad,
-                             min_prompt_bucket=bucket)
+                             min_prompt_bucket=pow2_at_least(longest_prompt))
     except (ConfigError, CheckpointError) as e:  # a broken model folder, named in the message
         raise EvalError(str(e)) from None
     from jgrpo.sampling.vllm_engine import VllmEngine

@@ -19,7 +19,9 @@ def _truncate_after(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    tmp = path.with_name(f".{path.name}.tmp")  # renamed into place: a crash here loses no history
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
 
 
 def _finite(value: float):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,14 +24,15 @@ from jgrpo.checkpoint import Checkpoints
 from jgrpo.config import ConfigError, RunConfig, describe_keys, load_config, save_config
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
 from jgrpo.devices import DeviceLayout, apply_layout, split_devices
-from jgrpo.distributed import barrier, initialize_from_environment, is_main_process, to_global, to_host
+from jgrpo.distributed import (any_process, barrier, broadcast_from_main, initialize_from_environment,
+                               is_main_process, to_global, to_host)
 from jgrpo.grpo import RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step
 from jgrpo.model import ConfigError as ModelConfigError
 from jgrpo.model import DtypePolicy, Qwen2Config, batch_sharding, make_mesh
 from jgrpo.plots import plot_run
 from jgrpo.rewards import FINISH_REASON_COLUMN, TOKEN_LENGTHS_COLUMN, build_reward_fn
 from jgrpo.run_log import RunLogger
-from jgrpo.sampling import SamplingParams, make_engine
+from jgrpo.sampling import SamplingParams, make_engine, pow2_at_least, stop_token_ids
 from jgrpo.tasks import arithmetic
 from ports import CheckpointError
 from ports.hf_export import export_hf
@@ -75,11 +77,6 @@ def parse_args(argv: list[str]) -> tuple[Path | None, dict[str, str], bool]:
     return config, overrides, resume
 
 
-def _pow2_bucket(n: int, cap: int, minimum: int = 8) -> int:
-    """Padded widths come from a handful of sizes, so the update compiles a handful of times."""
-    return min(cap, max(minimum, 1 << max(n - 1, 0).bit_length()))
-
-
 def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.full((len(rows), width), pad, np.int32)
     mask = np.zeros((len(rows), width), np.int32)
@@ -105,7 +102,7 @@ class Trainer:
         self.cfg = cfg
         self.is_main = is_main_process()  # in a multi-host run, process 0 writes the run's files
         self.run_dir = Path(cfg.train.output_dir)
-        self._check_output_dir(resume)
+        self._check_output_dir()
         self.checkpoints = Checkpoints(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
         latest = self.checkpoints.latest_step()
         if latest is not None and not resume:
@@ -113,13 +110,26 @@ class Trainer:
                              "continue that run, or choose another train.output_dir")
         self.model_path = self._model_folder()
         self.model_cfg = Qwen2Config.from_json_file(self.model_path)
-        self.tokenizer = load_tokenizer(cfg.data.tokenizer or self.model_path)
+        try:
+            self.tokenizer = load_tokenizer(cfg.data.tokenizer or self.model_path)
+        except (OSError, ValueError) as e:  # transformers' way of saying the folder has no tokenizer
+            raise SetupError(f"cannot load a tokenizer from {cfg.data.tokenizer or self.model_path}: "
+                             f"{str(e).splitlines()[0]}") from None
         prompts = self._prompts()
         if len(prompts) < cfg.train.prompts_per_step:
             raise SetupError(f"the dataset has {len(prompts)} prompts, fewer than train.prompts_per_step "
                              f"{cfg.train.prompts_per_step}")
         self.batcher = PromptBatcher(prompts, cfg.train.prompts_per_step, cfg.rollout.num_generations,
                                      cfg.train.seed, cfg.data.max_prompt_length)
+        self._check_gold_column(prompts)
+        try:
+            self.sampling = SamplingParams(
+                n=cfg.rollout.num_generations, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_completion_length, seed=cfg.train.seed)
+        except ValueError as e:
+            raise SetupError(f"rollout: {e}") from None
+        if cfg.rollout.engine == "vllm" and jax.process_count() > 1:
+            raise SetupError("rollout.engine vllm runs in one process; use the jax engine for multi-host runs")
         if cfg.log.wandb:
             try:
                 import wandb  # noqa: F401
@@ -131,18 +141,31 @@ class Trainer:
             raise SetupError(f"rewards.funcs: {e}") from None
 
         trainer_devices, sampler_devices = self._devices()
-        self.mesh = make_mesh(cfg.train.mesh.data, cfg.train.mesh.fsdp, cfg.train.mesh.tp, devices=trainer_devices)
-        # The JAX sampler gets a mesh of its own only when the layout gives it other GPUs.
-        self.sampler_mesh = (make_mesh(fsdp=-1, devices=sampler_devices)
-                             if sampler_devices and sampler_devices != trainer_devices else None)
+        try:
+            self.mesh = make_mesh(cfg.train.mesh.data, cfg.train.mesh.fsdp, cfg.train.mesh.tp,
+                                  devices=trainer_devices)
+            # The JAX sampler gets a mesh of its own only when the layout gives it other GPUs.
+            self.sampler_mesh = (make_mesh(fsdp=-1, devices=sampler_devices)
+                                 if sampler_devices and sampler_devices != trainer_devices else None)
+        except ValueError as e:
+            raise SetupError(f"train.mesh: {e}") from None
+        dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        if cfg.loss.micro_batch_size % dp:
+            raise SetupError(f"loss.micro_batch_size {cfg.loss.micro_batch_size} does not split over {dp} "
+                             "data-parallel devices")
         policy = DtypePolicy.from_names(cfg.model.param_dtype, cfg.model.compute_dtype)
         self.model = load_hf_model(self.model_path, policy=policy, mesh=self.mesh, remat=cfg.model.remat)
-        # The frozen reference is the starting checkpoint, so a resumed run reloads the same one.
-        self.ref_params = (nnx.state(load_hf_model(self.model_path, policy=policy, mesh=self.mesh), nnx.Param)
+        # The frozen reference is the starting checkpoint, so a resumed run reloads the same one. It
+        # never trains, so it is stored in the compute dtype (bf16 halves its memory next to fp32 masters).
+        ref_policy = DtypePolicy(policy.compute_dtype, policy.compute_dtype)
+        self.ref_params = (nnx.state(load_hf_model(self.model_path, policy=ref_policy, mesh=self.mesh), nnx.Param)
                            if cfg.loss.beta > 0 else None)
         self.graphdef, self.state = init_train_state(self.model, cfg.optim, self.mesh)
         self.start_step = 0
-        self.eos_ids = sorted(set(self.model_cfg.eos_token_ids) | {self.tokenizer.eos_token_id} - {None})
+        try:
+            self.eos_ids = stop_token_ids(self.model_path, self.tokenizer)
+        except ValueError as e:
+            raise SetupError(str(e)) from None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.engine = make_engine(cfg.rollout.engine, self.model, eos_token_ids=self.eos_ids,
                                   tokenizer=self.tokenizer, **self._engine_options())
@@ -158,10 +181,11 @@ class Trainer:
         self._stop_signal = None
 
     # --- setup -------------------------------------------------------------------------------
-    def _check_output_dir(self, resume: bool) -> None:
+    def _check_output_dir(self) -> None:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / f".write-test-{os.getpid()}"  # one per process of a multi-host run
+            # One per process: the processes of a multi-host run may share this folder.
+            probe = self.run_dir / f".write-test-{socket.gethostname()}-{os.getpid()}"
             probe.write_text("")
             probe.unlink()
         except OSError as e:
@@ -207,10 +231,31 @@ class Trainer:
                 "sync_via": r.weight_sync, "sync_dir": r.sync_folder, "seed": self.cfg.train.seed,
                 "dtype": self.cfg.model.compute_dtype}
 
+    def _check_gold_column(self, prompts) -> None:
+        """accuracy and cosine grade against a column every batch must have: check it now, not at the
+        first step that lacks it."""
+        if not {"accuracy", "cosine"} & set(self.cfg.rewards.funcs):
+            return
+        gold = self.cfg.rewards.options.accuracy.gold_column
+        examples = [p.example for p in prompts]
+        has = {"problem", "answer"} | ({"solution"} if all(e.solution is not None for e in examples) else set())
+        if gold not in has:
+            raise SetupError(f"rewards.options.accuracy.gold_column {gold!r} is not in every row of the dataset "
+                             f"(columns: {', '.join(sorted(has))}); for a bare answer column set "
+                             "gold_column: answer and normalize_gold: true")
+
     def _restore(self, step: int) -> None:
         # The freshly initialised state has the shapes and shardings the restored one must have.
         self.state, meta = self.checkpoints.restore(step, abstract(self.state))
-        self.batcher.load_state_dict(meta["data"])
+        saved, now = meta["config"], self.cfg.to_dict()
+        for section in ("model", "data", "rollout", "rewards", "loss", "optim"):
+            if saved[section] != now[section]:
+                changed = sorted(k for k in now[section] if saved[section].get(k) != now[section][k])
+                raise SetupError(f"cannot resume: {section}.{changed[0]} differs from the run's saved config")
+        try:
+            self.batcher.load_state_dict(meta["data"])
+        except ValueError as e:
+            raise SetupError(str(e)) from None
         self.engine.calls = meta["sampler_calls"]
         self.start_step = meta["step"]
         nnx.update(self.model, self.state.params)
@@ -221,9 +266,10 @@ class Trainer:
         cfg = self.cfg
         g = cfg.rollout.num_generations
         prompt_rows = [ids for ids in prompt_batch.prompt_ids for _ in range(g)]
-        p_width = _pow2_bucket(max(map(len, prompt_rows)), cfg.data.max_prompt_length)
+        p_width = min(pow2_at_least(max(map(len, prompt_rows)), 8), cfg.data.max_prompt_length)
         prompt_ids, prompt_mask = _left_pad(prompt_rows, p_width, self.pad_id)
-        c_width = _pow2_bucket(max(len(c.token_ids) for c in completions), cfg.rollout.max_completion_length)
+        c_width = min(pow2_at_least(max(len(c.token_ids) for c in completions), 8),
+                      cfg.rollout.max_completion_length)
         completion_ids, completion_mask = _right_pad([c.token_ids for c in completions], c_width, self.pad_id,
                                                       np.int32)
         sampler_logps, _ = _right_pad([c.logprobs for c in completions], c_width, 0.0, np.float32)
@@ -240,10 +286,7 @@ class Trainer:
         timings = {}
         start = time.perf_counter()
         prompt_batch = self.batcher.next_batch()
-        sampling = SamplingParams(n=cfg.rollout.num_generations, temperature=cfg.rollout.temperature,
-                                  top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-                                  max_new_tokens=cfg.rollout.max_completion_length, seed=cfg.train.seed)
-        completions = self.engine.generate([list(p.token_ids) for p in prompt_batch.prompts], sampling)
+        completions = self.engine.generate([list(p.token_ids) for p in prompt_batch.prompts], self.sampling)
         timings["generate"] = time.perf_counter() - start
 
         t = time.perf_counter()
@@ -251,11 +294,13 @@ class Trainer:
         columns = {**prompt_batch.columns(), TOKEN_LENGTHS_COLUMN: [len(c.token_ids) for c in completions],
                    FINISH_REASON_COLUMN: [c.finish_reason for c in completions]}
         rewards = self.reward_fn([c.text for c in completions], **columns)
+        # A grader deadline can pass on one host and not another: process 0's rewards are the batch's.
+        total = broadcast_from_main(rewards.total)
         timings["reward"] = time.perf_counter() - t
 
         # Every process built the same host batch; as global arrays each device gets its rows.
         batch = jax.tree.map(lambda x: to_global(x, batch_sharding(self.mesh, x.ndim)),
-                             self._rollout_batch(prompt_batch, completions, rewards.total))
+                             self._rollout_batch(prompt_batch, completions, total))
         t = time.perf_counter()
         logps_args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
         if self.ref_params is not None:
@@ -282,16 +327,21 @@ class Trainer:
         self.logger.log_completions(step + 1, [  # numbered like metrics.jsonl: after the update
             {"prompt_id": prompt_batch.prompts[c.prompt_index].example.id, "completion": c.text,
              "reward": float(r), "finish_reason": c.finish_reason}
-            for c, r in zip(completions, rewards.total)][::cfg.rollout.num_generations])  # one per prompt
+            for c, r in zip(completions, total)][::cfg.rollout.num_generations])  # one per prompt
         return metrics
 
     # --- the loop ---------------------------------------------------------------------------------
     def _on_signal(self, signum, _frame):
         self._stop_signal = signum
 
+    def _stopping(self) -> bool:
+        """Whether any process got a stop signal: all must leave the loop at the same step, since the
+        checkpoint save that follows is collective."""
+        return any_process(self._stop_signal is not None)
+
     def _save(self, step: int) -> None:
         meta = {"step": step, "data": self.batcher.state_dict(), "sampler_calls": self.engine.calls,
-                "seed": self.cfg.train.seed, "config": self.cfg.to_dict(),
+                "config": self.cfg.to_dict(),
                 "hf_config": self.model_cfg.to_hf_dict()}
         self.checkpoints.save(step, self.state, meta)
         if self.cfg.train.export_hf == "every":
@@ -301,7 +351,8 @@ class Trainer:
         # Gathering is collective: every process takes part, process 0 writes.
         params = jax.tree.map(to_host, nnx.to_pure_dict(nnx.state(self.model, nnx.Param)))
         if self.is_main:
-            export_hf(params, self.model_cfg, dst, tokenizer=self.model_path, overwrite=True)
+            export_hf(params, self.model_cfg, dst, tokenizer=self.cfg.data.tokenizer or self.model_path,
+                      overwrite=True)
 
     def run(self) -> int:
         cfg = self.cfg.train
@@ -309,24 +360,25 @@ class Trainer:
             signal.signal(s, self._on_signal)
         bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="grpo", unit="step", dynamic_ncols=True,
                    disable=not self.is_main)
-        step = self.start_step
+        step, stopped = self.start_step, False
         try:
-            while step < cfg.max_steps and self._stop_signal is None:
+            while step < cfg.max_steps and not stopped:
                 metrics = self.train_step(step)
                 step += 1
                 self.logger.log(step, metrics)
                 bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}",
                                 tok_s=f"{metrics['tokens_per_second']:.0f}")
                 bar.update(1)
-                if step % cfg.save_steps == 0 or step == cfg.max_steps or self._stop_signal is not None:
+                stopped = self._stopping()
+                if step % cfg.save_steps == 0 or step == cfg.max_steps or stopped:
                     self._save(step)
         finally:
             bar.close()
             self.logger.close()
             self.reward_fn.close()
-        if self._stop_signal is not None:
-            print(f"stopped by signal {signal.Signals(self._stop_signal).name} after step {step}; "
-                  f"resume with --resume", file=sys.stderr)
+        if stopped:
+            name = signal.Signals(self._stop_signal).name if self._stop_signal else "another process's signal"
+            print(f"stopped by {name} after step {step}; resume with --resume", file=sys.stderr)
             return 0
         if cfg.export_hf != "none":
             self._export(self.run_dir / "hf" / "final")
@@ -354,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         # Orbax warns on every save that it found no OCDBT files to merge (ports saves without OCDBT).
         logging.getLogger("absl").setLevel(logging.ERROR)
         trainer = Trainer(cfg, resume)
-    except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError) as e:
+    except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return trainer.run()

@@ -180,6 +180,19 @@ def test_dataset_without_answers(tmp_path):
     assert not (tmp_path / "o" / "metrics.jsonl").exists()
 
 
+def test_missing_dataset_file_and_impossible_mesh(tmp_path):
+    model = tmp_path / "model"
+    from tests.tiny_models import make_hf_model
+    from jgrpo.tasks.arithmetic import write_tokenizer
+    make_hf_model(model)
+    write_tokenizer(model)
+    msg = _bad(tmp_path, "--model.path", str(model), "--data.source", str(tmp_path / "missing.jsonl"),
+               "--train.output_dir", str(tmp_path / "o"))
+    assert "missing.jsonl" in msg
+    msg = _bad(tmp_path, "--train.mesh.fsdp", "3", "--train.output_dir", str(tmp_path / "o2"))
+    assert "train.mesh" in msg
+
+
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

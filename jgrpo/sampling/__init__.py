@@ -8,7 +8,8 @@ vllm_engine VllmEngine: vLLM in this process, weight sync in memory or through a
 
 from __future__ import annotations
 
-from jgrpo.sampling.base import LOGPROBS_MODES, Completion, LogprobsMode, RolloutEngine, SamplingParams
+from jgrpo.sampling.base import (LOGPROBS_MODES, Completion, LogprobsMode, RolloutEngine, SamplingParams,
+                                 pow2_at_least, stop_token_ids)
 from jgrpo.sampling.jax_engine import JaxEngine
 
 ENGINES = ("jax", "vllm")
@@ -27,4 +28,4 @@ def make_engine(kind: str, model, *, eos_token_ids, tokenizer=None, **options) -
 
 
 __all__ = ["Completion", "ENGINES", "JaxEngine", "LOGPROBS_MODES", "LogprobsMode", "RolloutEngine",
-           "SamplingParams", "make_engine"]
+           "SamplingParams", "make_engine", "pow2_at_least", "stop_token_ids"]

@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+
+
+def pow2_at_least(n: int, minimum: int = 1) -> int:
+    """Padded sizes come from a handful of powers of two, so programs compile a handful of times."""
+    return max(minimum, 1 << max(n - 1, 0).bit_length())
+
+
+def stop_token_ids(model_dir: str | Path, tokenizer) -> list[int]:
+    """Every id that ends a completion: config.json's, generation_config.json's and the
+    tokenizer's (Hugging Face generate and vLLM stop at any of them). ValueError when none."""
+    from jgrpo.model import Qwen2Config
+
+    model_dir = Path(model_dir)
+    ids = list(Qwen2Config.from_json_file(model_dir).eos_token_ids)
+    generation_config = model_dir / "generation_config.json"
+    if generation_config.is_file():
+        eos = json.loads(generation_config.read_text()).get("eos_token_id")
+        ids += eos if isinstance(eos, list) else [] if eos is None else [eos]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError(f"{model_dir}: no eos_token_id in config.json, generation_config.json or the tokenizer")
+    return list(dict.fromkeys(int(i) for i in ids))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,12 +29,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jgrpo.distributed import to_global, to_host
 from jgrpo.model import KVCache, Qwen2ForCausalLM, batch_sharding, make_mesh, state_shardings
 from jgrpo.model.sharding import LOGICAL_AXIS_RULES
-from jgrpo.sampling.base import LOGPROBS_MODES, Completion, LogprobsMode, SamplingParams, decode_texts
+from jgrpo.sampling.base import (LOGPROBS_MODES, Completion, LogprobsMode, SamplingParams, decode_texts,
+                                 pow2_at_least)
 from jgrpo.sampling.draw import draw
-
-
-def _pow2_at_least(n: int, minimum: int = 1) -> int:
-    return max(minimum, 1 << max(n - 1, 0).bit_length())
 
 
 def _mesh_of(model: Qwen2ForCausalLM):
@@ -90,8 +87,8 @@ class JaxEngine:
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("generate needs at least one prompt and no empty prompt")
         dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-        batch = -(-_pow2_at_least(len(prompts)) // dp) * dp
-        length = _pow2_at_least(max(len(p) for p in prompts), self.min_prompt_bucket)
+        batch = -(-pow2_at_least(len(prompts)) // dp) * dp
+        length = pow2_at_least(max(len(p) for p in prompts), self.min_prompt_bucket)
         ids = np.full((batch, length), self.pad_token_id, np.int32)
         mask = np.zeros((batch, length), bool)
         for i, p in enumerate(prompts):
