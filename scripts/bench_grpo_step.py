@@ -31,6 +31,7 @@ RESULTS = "grpo_step"
 TRL_ENV = bc.ROOT / ".venv-trl"
 TRL_PACKAGES = ["trl==1.16.0", "torch==2.13.0", "accelerate", "datasets"]  # torch pinned: the local CPU wheel
 SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(1, str(bc.ROOT))  # the torch reference loss lives in tests/test_grpo_reference.py
 
 
 # --- jgrpo: the library's Trainer on the workload ------------------------------------------------
@@ -124,7 +125,7 @@ def torch_batch(batch, start: int, stop: int) -> dict:
     rows = {k: np.asarray(getattr(batch, k))[start:stop] for k in
             ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "ref_logps")}
     rows["prompt_ids"], rows["prompt_mask"] = rows["prompt_ids"][:, keep], rows["prompt_mask"][:, keep]
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in rows.items()}
+    return {k: torch.from_numpy(np.array(v)) for k, v in rows.items()}  # a writable copy
 
 
 def torch_logprobs(hf, b: dict, temperature: float, with_entropy: bool = False):
@@ -234,18 +235,24 @@ def components(trainer, length: int, warmup: int, steps: int) -> dict:
 
 
 # --- the sides, each in its own process ----------------------------------------------------------
-def run_side(side: str, length: int, args) -> dict:
+def save_side(length: int, side: str, result: dict) -> None:
+    key = f"L{length}"
+    bc.save_result(RESULTS, key, {**bc.load_results(RESULTS).get(key, {}), side: result})
+
+
+def run_side(side: str, length: int, args) -> None:
+    """One jgrpo side; its full-step result is saved before the components run, so it survives them."""
     steps = args.warmup + args.steps
     with tempfile.TemporaryDirectory(prefix="jgrpo-bench-") as tmp:
         trainer = jgrpo_trainer("vllm" if side == "vllm" else "jax", length, bc.GROUP, steps, args.micro_batch,
                                 args.chunk, Path(tmp))
         result = run_trainer(trainer, steps, args.warmup, side)
+        result["settings"] = {"micro_batch_size": args.micro_batch, "logprob_chunk_size": args.chunk}
+        save_side(length, side, result)
         if side == "jgrpo" and str(length) in args.components_at.split(","):
-            result["components"] = components(trainer, length, args.warmup, steps)
+            save_side(length, side, {**result, "components": components(trainer, length, args.warmup, steps)})
         trainer.logger.close()
         trainer.reward_fn.close()
-    result["settings"] = {"micro_batch_size": args.micro_batch, "logprob_chunk_size": args.chunk}
-    return result
 
 
 def ensure_trl_env() -> Path:
@@ -330,11 +337,11 @@ def main():
     args = parser.parse_args()
 
     bc.make_model(bc.MODEL_DIR)
+    if args.side == "trl":
+        save_side(int(args.lengths), "trl", run_trl(int(args.lengths), args))
+        return
     if args.side:
-        length = int(args.lengths)
-        result = run_trl(length, args) if args.side == "trl" else run_side(args.side, length, args)
-        key = f"L{length}"
-        bc.save_result(RESULTS, key, {**bc.load_results(RESULTS).get(key, {}), args.side: result})
+        run_side(args.side, int(args.lengths), args)
         return
     for length in map(int, args.lengths.split(",")):
         for side in args.sides.split(","):
