@@ -4,28 +4,12 @@ and the weights each forward pass uses."""
 from __future__ import annotations
 
 import jax
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jgrpo.model.sharding import LOGICAL_AXIS_RULES, logical_to_spec
+from jgrpo.model.sharding import LOGICAL_AXIS_RULES, is_variable, leaf_sharding
 
 _BATCH_AXES = LOGICAL_AXIS_RULES["batch"]
 _BATCH_AXES = (_BATCH_AXES,) if isinstance(_BATCH_AXES, str) else tuple(_BATCH_AXES)
-
-
-def is_variable(x) -> bool:
-    return isinstance(x, nnx.Variable)
-
-
-def leaf_sharding(x, mesh: Mesh) -> NamedSharding:
-    """A Variable by its logical axes; any other leaf (a counter) replicated."""
-    axes = x.get_metadata().get("logical_axes") if is_variable(x) else None
-    return NamedSharding(mesh, PartitionSpec() if axes is None else logical_to_spec(axes, x.shape, mesh))
-
-
-def tree_shardings(tree, mesh: Mesh):
-    """NamedShardings for any pytree holding nnx Variables: params, AdamW moments, a TrainState."""
-    return jax.tree.map(lambda x: leaf_sharding(x, mesh), tree, is_leaf=is_variable)
 
 
 def data_parallel_size(mesh: Mesh) -> int:

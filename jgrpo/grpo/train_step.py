@@ -24,9 +24,9 @@ from jgrpo.grpo.logprobs import completion_logprobs
 from jgrpo.grpo.losses import AGGREGATIONS, token_terms
 from jgrpo.grpo.metrics import batch_metrics, token_means, token_sums
 from jgrpo.grpo.optimizer import make_optimizer
-from jgrpo.grpo.placement import (check_micro_batch, gathered_for_compute, is_variable, leaf_sharding,
-                                  micro_batches, rows_sharding, tree_shardings)
+from jgrpo.grpo.placement import check_micro_batch, gathered_for_compute, micro_batches, rows_sharding
 from jgrpo.grpo.schedule import make_schedule
+from jgrpo.model.sharding import is_variable, leaf_sharding, state_shardings
 
 
 @struct.dataclass
@@ -41,7 +41,7 @@ def init_train_state(model: nnx.Module, opt_cfg: OptimizerConfig, mesh: Mesh):
     parameter arrays, not copies; only the AdamW moments are allocated, sharded like them."""
     graphdef, params = nnx.split(model, nnx.Param)
     tx = make_optimizer(opt_cfg)
-    opt_shardings = tree_shardings(jax.eval_shape(tx.init, params), mesh)
+    opt_shardings = state_shardings(jax.eval_shape(tx.init, params), mesh)
     opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
     step = jax.device_put(jnp.zeros((), jnp.int32), NamedSharding(mesh, PartitionSpec()))
     return graphdef, TrainState(step=step, params=params, opt_state=opt_state)
@@ -92,8 +92,8 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
     tx = make_optimizer(opt_cfg)
     schedule = make_schedule(opt_cfg)
     aggregation = AGGREGATIONS[loss_cfg.loss_type]
-    state_shardings = tree_shardings(state, mesh)
-    param_shardings = state_shardings.params
+    shardings = state_shardings(state, mesh)
+    param_shardings = shardings.params
     compute_dtype = _compute_dtype(graphdef, state.params)
     replicated = NamedSharding(mesh, PartitionSpec())
 
@@ -141,8 +141,8 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
     return TrainStep(
         accumulate=jax.jit(accumulate, in_shardings=(param_shardings, rows_sharding(mesh)),
                            out_shardings=(param_shardings, replicated)),
-        apply=jax.jit(apply, in_shardings=(state_shardings, param_shardings),
-                      out_shardings=(state_shardings, replicated), donate_argnums=0))
+        apply=jax.jit(apply, in_shardings=(shardings, param_shardings),
+                      out_shardings=(shardings, replicated), donate_argnums=0))
 
 
 def make_logprob_fn(graphdef, params, mesh: Mesh, *, micro_batch_size: int, temperature: float = 1.0,
@@ -168,4 +168,4 @@ def make_logprob_fn(graphdef, params, mesh: Mesh, *, micro_batch_size: int, temp
         return jax.lax.stop_gradient(logps.reshape(prompt_ids.shape[0], -1))
 
     rows = rows_sharding(mesh)
-    return jax.jit(logps_of, in_shardings=(tree_shardings(params, mesh), rows, rows, rows, rows), out_shardings=rows)
+    return jax.jit(logps_of, in_shardings=(state_shardings(params, mesh), rows, rows, rows, rows), out_shardings=rows)

@@ -59,15 +59,20 @@ def logical_to_spec(logical_axes, shape=None, mesh: Mesh | None = None) -> Parti
     return PartitionSpec(*spec)
 
 
-def state_shardings(state, mesh: Mesh):
-    """NamedShardings for an nnx State (real or abstract), read from each Param's logical_axes."""
+def is_variable(x) -> bool:
+    return isinstance(x, nnx.Variable)
 
-    def one(v):
-        axes = v.get_metadata().get("logical_axes")
-        spec = PartitionSpec() if axes is None else logical_to_spec(axes, v.shape, mesh)
-        return NamedSharding(mesh, spec)
 
-    return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+def leaf_sharding(x, mesh: Mesh) -> NamedSharding:
+    """A Variable by its logical axes; any other leaf (a step counter) replicated."""
+    axes = x.get_metadata().get("logical_axes") if is_variable(x) else None
+    return NamedSharding(mesh, PartitionSpec() if axes is None else logical_to_spec(axes, x.shape, mesh))
+
+
+def state_shardings(tree, mesh: Mesh):
+    """NamedShardings for any pytree holding nnx Variables, real or abstract: a model's State, AdamW
+    moments mirroring it, a whole train state."""
+    return jax.tree.map(lambda x: leaf_sharding(x, mesh), tree, is_leaf=is_variable)
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
