@@ -273,11 +273,16 @@ def ensure_trl_env() -> Path:
 
 def run_trl(length: int, args) -> dict:
     python = ensure_trl_env()
-    proc = subprocess.run([python, str(SCRIPTS / "trl_grpo_driver.py"), "--length", str(length),
-                           "--warmup", str(args.warmup), "--steps", str(args.steps)],
-                          stdout=subprocess.PIPE, text=True, check=True, cwd=bc.ROOT)
-    print(proc.stdout, end="", flush=True)
-    raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    command = [python, str(SCRIPTS / "trl_grpo_driver.py"), "--length", str(length), "--warmup", str(args.warmup),
+               "--steps", str(args.steps)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=bc.ROOT) as proc:
+        lines = []
+        for line in proc.stdout:  # passed through as it comes: a TRL step takes minutes
+            print(line, end="", flush=True)
+            lines.append(line)
+    if proc.returncode:
+        raise SystemExit(f"the TRL driver failed (exit {proc.returncode})")
+    raw = json.loads(lines[-1])
     update = [t - g - s for t, g, s in zip(raw["trl_steps"], raw["trl_generate"], raw["trl_score"])]
     return {**bc.summarize(raw["trl_steps"], raw["tokens_per_step"], args.warmup, generate=raw["trl_generate"],
                            **{"reward+reference": raw["trl_score"]}, update=update),
