@@ -43,7 +43,8 @@ def model_counts(cfg: dict) -> dict:
     embedding = vocab * h
     head = 0 if cfg.get("tie_word_embeddings") else vocab * h
     return {"params": body + embedding + head, "body": body, "head": vocab * h, "layers": layers,
-            "kv_heads": cfg["num_key_value_heads"], "head_dim": head_dim, "attention_width": h,  # heads x head_dim: the width of QK^T and AV per token
+            "kv_heads": cfg["num_key_value_heads"], "head_dim": head_dim,
+            "attention_width": h,  # heads x head_dim: the width of QK^T and AV per token
             "kv_bytes_per_token": 2 * layers * kv * 2,  # K and V, bf16
             "weights_bf16": 2 * (body + embedding + head)}
 
@@ -87,11 +88,14 @@ def decode_seconds(m: dict, rounds: int, efficiency: float) -> float:
 
 
 def memory_analysis() -> dict:
-    """scripts/update_memory.py's per-device peaks for the open-rs layout (its defaults)."""
+    """scripts/update_memory.py's per-device peak of each phase of the step, for the open-rs layout
+    (its defaults), with its whole output."""
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("update_memory.py"))],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True)
-    peak = re.search(r"per-device peak: update ([\d.]+) GB, reference pass ([\d.]+) GB", proc.stdout)
-    return {"update_gb": float(peak[1]), "reference_gb": float(peak[2]), "output": proc.stdout.strip()}
+    phases = dict(re.findall(r"peak during (.+?)\s+([\d.]+) GB", proc.stdout))
+    if not phases:
+        raise SystemExit(f"no 'peak during' lines in update_memory.py's output:\n{proc.stdout}")
+    return {"phases_gb": {k: float(v) for k, v in phases.items()}, "output": proc.stdout.strip()}
 
 
 def budget(args) -> dict:
@@ -120,27 +124,26 @@ def report(r: dict) -> str:
              f"{PROMPTS} prompts x {GROUP} = {PROMPTS * GROUP} completions of up to {PROMPT} + {COMPLETION} tokens; "
              f"{TRAIN_DEVICES} training devices (fsdp) + vLLM on the fourth.", ""]
     if "memory" in r:
-        mem = r["memory"]
-        worst = max(mem["update_gb"], mem["reference_gb"])
+        phases = r["memory"]["phases_gb"]
+        worst = max(phases.values())
         lines += ["### Training devices (3-device mesh): compiled memory analysis", "",
                   "From `python scripts/update_memory.py` (XLA:CPU's buffer assignment of the real programs, "
                   "compiled against abstract inputs: fp32 master weights + AdamW, bf16 compute, remat, 6 "
-                  "completions per device per micro-batch x 4 accumulation steps, bf16 reference).", "",
-                  bc.markdown_table(["program", "per-device peak (GB)", "of 48 GB"],
-                                    [["update step (+ resident bf16 reference)", f"{mem['update_gb']:.2f}",
-                                      f"{100 * mem['update_gb'] / 48:.0f}%"],
-                                     ["reference log-probs (+ resident train state)", f"{mem['reference_gb']:.2f}",
-                                      f"{100 * mem['reference_gb'] / 48:.0f}%"]]), "",
-                  f"Worst case {worst:.2f} GB per device: it fits an A40 with {48 - worst:.1f} GB to spare.", "",
-                  "<details><summary>update_memory.py output</summary>", "", "```", mem["output"], "```", "",
-                  "</details>", ""]
+                  "completions per device per micro-batch x 4 accumulation steps, bf16 reference), plus what "
+                  "stays resident on the device during each phase.", "",
+                  bc.markdown_table(["phase of the step", "per-device peak (GB)", "of 48 GB"],
+                                    [[name, f"{gb:.2f}", f"{100 * gb / 48:.0f}%"] for name, gb in phases.items()]),
+                  "", f"Worst phase {worst:.2f} GB per device: it fits an A40 with {48 - worst:.1f} GB to spare.", "",
+                  "<details><summary>update_memory.py output</summary>", "", "```", r["memory"]["output"], "```",
+                  "", "</details>", ""]
     lines += ["### vLLM on the fourth device", "",
               bc.markdown_table(["", "GB"], [
                   ["gpu_memory_utilization 0.7 x 48 GB", f"{v['budget'] / GB:.2f}"],
                   ["weights (bf16)", f"{v['weights'] / GB:.2f}"],
                   ["activations + CUDA graphs (assumed)", f"{v['reserve'] / GB:.2f}"],
                   ["KV cache", f"{v['kv_cache'] / GB:.2f}"],
-                  [f"KV cache of one step's {PROMPTS * GROUP} sequences at {MAX_MODEL_LEN} tokens", f"{v['one_step_kv'] / GB:.2f}"]]), "",
+                  [f"KV cache of one step's {PROMPTS * GROUP} sequences at {MAX_MODEL_LEN} tokens",
+                   f"{v['one_step_kv'] / GB:.2f}"]]), "",
               f"KV bytes per token = 2 (K, V) x {m['layers']} layers x {m['kv_heads']} KV heads x {m['head_dim']} "
               f"head_dim x 2 bytes = {v['kv_bytes_per_token']:,} B; the cache holds {v['kv_tokens'] / 1e6:.2f} M "
               f"tokens = **{v['sequences']} sequences of {MAX_MODEL_LEN} tokens** "

@@ -28,6 +28,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 RESULTS = "grpo_step"
+LENGTHS, SIDES = (128, 256), ("jgrpo", "vllm", "trl")  # the workload's completion lengths
 TRL_ENV = bc.ROOT / ".venv-trl"
 TRL_PACKAGES = ["trl==1.16.0", "torch==2.13.0", "accelerate", "datasets"]  # torch pinned: the local CPU wheel
 SCRIPTS = Path(__file__).resolve().parent
@@ -290,8 +291,15 @@ def run_trl(length: int, args) -> dict:
 
 
 # --- report ----------------------------------------------------------------------------------
-def fmt_parts(parts: dict) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+def fmt_parts(result: dict) -> str:
+    """Each part's median in seconds and its share of the median step (parts skip < 0.05 s)."""
+    step = result["seconds_per_step"]
+    return ", ".join(f"{k} {v:.1f} ({100 * v / step:.0f}%)" for k, v in result["parts"].items() if v >= 0.05)
+
+
+def step_range(result: dict) -> str:
+    timed = result["steps"][result["warmup"]:]
+    return f"{min(timed):.1f}-{max(timed):.1f}"
 
 
 def report(results: dict) -> str:
@@ -299,8 +307,11 @@ def report(results: dict) -> str:
              "`python scripts/bench_grpo_step.py` (TRL in `.venv-trl`, created by the script). Workload: "
              "/work/shared/BENCHMARK-WORKLOAD.md: a 39.6M-parameter Qwen2 (vocab 151,680), 8 prompts x 4 "
              "completions per step forced to L tokens, beta 0.04 (reference forward), bnpo, lr 1e-6, one "
-             "optimizer step per generation, fp32. Median of the steps after 2 warm-up steps; parts are medians "
-             "too, in seconds. TRL: per-device batch 32, no gradient checkpointing, its fused chunked LM head.",
+             "optimizer step per generation, fp32. Median of the 5 steps after 2 warm-up steps (range: fastest "
+             "and slowest of those 5); parts are medians too. jgrpo: the library's Trainer, 8 completions per "
+             "micro-batch, LM head in chunks of 128 positions. TRL: per-device batch 32, no gradient "
+             "checkpointing; on a CPU its fused LM head scores every position, prompt included (it keeps "
+             "only completion positions on Triton devices), while jgrpo's never computes prompt logits.",
              f"Machine: {bc.machine()}.", ""]
     for key in sorted(results, key=lambda k: int(k[1:])):
         r = results[key]
@@ -310,37 +321,48 @@ def report(results: dict) -> str:
                             ("trl", "TRL 1.16.0 GRPOTrainer (HF generate)")):
             if side in r:
                 s = r[side]
-                speedup = f"{r['trl']['seconds_per_step'] / s['seconds_per_step']:.2f}x" if "trl" in r else "-"
-                rows.append([label, f"{s['seconds_per_step']:.2f}", f"{s['tokens_per_second']:.0f}", speedup,
-                             fmt_parts(s["parts"])])
-        lines += [bc.markdown_table(["side", "s/step", "completion tokens/s", "speed-up vs TRL", "parts (s)"],
-                                    rows), ""]
+                speedup = f"**{r['trl']['seconds_per_step'] / s['seconds_per_step']:.2f}x**" if "trl" in r else "-"
+                rows.append([label, f"{s['seconds_per_step']:.1f}", step_range(s), f"{s['tokens_per_second']:.0f}",
+                             speedup, fmt_parts(s)])
+        lines += [bc.markdown_table(["side", "s/step", "range", "completion tokens/s", "speed-up vs TRL",
+                                     "parts: s (share of the step)"], rows), ""]
         if "components" in r.get("jgrpo", {}):
             c = r["jgrpo"]["components"]
             rows = [[name, f"{c[a]['seconds_per_step']:.2f}", f"{c[b]['seconds_per_step']:.2f}",
                      f"{c[b]['seconds_per_step'] / c[a]['seconds_per_step']:.2f}x"]
                     for name, a, b in (("sampler (batch 32) vs HF generate", "sampler_jax", "sampler_hf"),
-                                       ("reference log-prob pass vs HF forward + log_softmax",
-                                        "logprobs_jgrpo", "logprobs_torch"),
-                                       ("update (fwd+bwd+AdamW) vs plain torch", "update_jgrpo", "update_torch"))]
-            lines += ["Components, same run, same batches:", "",
-                      bc.markdown_table(["component", "jgrpo s", "torch s", "jgrpo speed-up"], rows), ""]
+                                       ("reference log-prob pass vs HF forward + log_softmax (completion logits "
+                                        "only)", "logprobs_jgrpo", "logprobs_torch"),
+                                       ("update (fwd + bwd + AdamW) vs plain torch (micro-batches of 8)",
+                                        "update_jgrpo", "update_torch"))]
+            lines += ["Components, same run, same batches (jgrpo's programs already compiled by the steps above):",
+                      "", bc.markdown_table(["component", "jgrpo s", "torch s", "jgrpo speed-up"], rows), ""]
+    missing = [f"L={length} {side}" for length in LENGTHS for side in SIDES
+               if side not in results.get(f"L{length}", {})]
+    if missing:
+        lines += [f"Not measured yet: {', '.join(missing)} (`python scripts/bench_grpo_step.py --lengths L "
+                  "--sides ...` adds them; a TRL step takes minutes here).", ""]
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", default="128,256")
-    parser.add_argument("--sides", default="jgrpo,vllm,trl")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument("--sides", default=",".join(SIDES))
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--micro-batch", type=int, default=8, help="completions per gradient-accumulation step")
     parser.add_argument("--chunk", type=int, default=128, help="completion positions per LM-head chunk")
     parser.add_argument("--components-at", default="128",
                         help="lengths at which to time the components too ('' for none): they double jgrpo's time")
+    parser.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from the saved results")
     parser.add_argument("--side", help=argparse.SUPPRESS)  # internal: run one side of one length here
     args = parser.parse_args()
 
+    if args.report_only:
+        bc.write_section("bench_grpo_step", report(bc.load_results(RESULTS)))
+        print(report(bc.load_results(RESULTS)))
+        return
     bc.make_model(bc.MODEL_DIR)
     if args.side == "trl":
         save_side(int(args.lengths), "trl", run_trl(int(args.lengths), args))

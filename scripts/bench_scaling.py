@@ -37,13 +37,14 @@ def run_point(length: int, group: int, args) -> dict:
 
 
 def points(args) -> list[tuple[int, int]]:
-    grid = [(length, BASE_GROUP) for length in map(int, args.lengths.split(","))]
-    grid += [(BASE_LENGTH, group) for group in map(int, args.groups.split(","))]
+    grid = [(int(length), BASE_GROUP) for length in args.lengths.split(",") if length]
+    grid += [(BASE_LENGTH, int(group)) for group in args.groups.split(",") if group]
     return list(dict.fromkeys(grid))  # the base point once
 
 
-def report(results: dict) -> str:
+def report(results: dict, grid: list[tuple[int, int]]) -> str:
     base = results.get(f"L{BASE_LENGTH}-G{BASE_GROUP}")
+    missing = [(length, group) for length, group in grid if f"L{length}-G{group}" not in results]
     rows = []
     for key in sorted(results, key=lambda k: tuple(int(x[1:]) for x in k.split("-"))):
         r = results[key]
@@ -60,7 +61,12 @@ def report(results: dict) -> str:
         "point at L = 2048 costs many minutes a step, so points have few timed steps (last column).",
         f"Machine: {bc.machine()}.", "",
         bc.markdown_table(["L", "G", "completions", "s/step", f"vs L={BASE_LENGTH} G={BASE_GROUP}",
-                           "completion tokens/s", "parts (s)", "timed steps"], rows)])
+                           "completion tokens/s", "parts (s)", "timed steps"], rows),
+        *(["", "Not measured yet: " + ", ".join(f"L={length} G={group}" for length, group in missing)
+           + " (`python scripts/bench_scaling.py --lengths '"
+           + ",".join(str(length) for length, group in missing if group == BASE_GROUP) + "' --groups '"
+           + ",".join(str(group) for length, group in missing if length == BASE_LENGTH) + "'` adds them)."]
+          if missing else [])])
 
 
 def main():
@@ -71,6 +77,7 @@ def main():
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--chunk", type=int, default=128)
+    parser.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from the saved results")
     parser.add_argument("--point", help=argparse.SUPPRESS)  # internal: "L,G", run here
     args = parser.parse_args()
 
@@ -79,11 +86,13 @@ def main():
         length, group = map(int, args.point.split(","))
         bc.save_result(RESULTS, f"L{length}-G{group}", run_point(length, group, args))
         return
-    for length, group in points(args):
+    full_grid = points(parser.parse_args([]))
+    for length, group in [] if args.report_only else points(args):
         print(f"== L={length} G={group}", flush=True)
         subprocess.run([sys.executable, __file__, *sys.argv[1:], "--point", f"{length},{group}"], check=True)
-        bc.write_section("bench_scaling", report(bc.load_results(RESULTS)))
-    print(report(bc.load_results(RESULTS)))
+        bc.write_section("bench_scaling", report(bc.load_results(RESULTS), full_grid))
+    bc.write_section("bench_scaling", report(bc.load_results(RESULTS), full_grid))
+    print(report(bc.load_results(RESULTS), full_grid))
 
 
 if __name__ == "__main__":
