@@ -29,7 +29,3 @@ class KVCache:
             mask=jnp.zeros((batch, max_len), bool),
             index=jnp.zeros((), jnp.int32),
         )
-
-    @property
-    def max_len(self) -> int:
-        return self.mask.shape[1]
