@@ -42,7 +42,8 @@ def unchunked_logprobs(model, prompt_ids, prompt_mask, completion_ids, completio
     hidden, _ = model.hidden_states(ids, jnp.concatenate([prompt_mask, completion_mask], 1))
     logits = model.logits(hidden[:, prompt_ids.shape[1] - 1:-1]) / temperature
     logp = jax.nn.log_softmax(logits)
-    return jnp.take_along_axis(logp, completion_ids[..., None], -1)[..., 0]
+    entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    return jnp.take_along_axis(logp, completion_ids[..., None], -1)[..., 0], entropy
 
 
 def test_chunked_equals_unchunked_and_transformers(setup):
@@ -52,8 +53,9 @@ def test_chunked_equals_unchunked_and_transformers(setup):
     logps, entropy = nnx.jit(lambda m: completion_logprobs(m, *x, temperature=TEMPERATURE, chunk_size=CHUNK,
                                                            with_entropy=True))(model)
     assert logps.dtype == jnp.float32 and logps.shape == mask.shape
-    plain = nnx.jit(lambda m: unchunked_logprobs(m, *x, TEMPERATURE))(model)
+    plain, plain_entropy = nnx.jit(lambda m: unchunked_logprobs(m, *x, TEMPERATURE))(model)
     np.testing.assert_allclose(np.asarray(logps)[mask], np.asarray(plain)[mask], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(entropy)[mask], np.asarray(plain_entropy)[mask], atol=1e-5)
     with torch.no_grad():
         want, want_entropy = ref.completion_logprobs(hf, *inputs, temperature=TEMPERATURE)
     np.testing.assert_allclose(np.asarray(logps)[mask], want.numpy()[mask], atol=1e-4)
@@ -61,16 +63,21 @@ def test_chunked_equals_unchunked_and_transformers(setup):
 
 
 def test_chunked_gradient_equals_unchunked(setup):
+    """Through the hand-written VJP of the chunked LM head, for both outputs (log-probs and entropy)."""
     _, model, inputs = setup
     x = jax_inputs(inputs)
     graphdef, params = nnx.split(model)
     weights = x[3].astype(jnp.float32) * jnp.linspace(-1.0, 2.0, x[3].shape[1])
+    entropy_weights = x[3].astype(jnp.float32) * jnp.linspace(0.5, -1.5, x[3].shape[1])
 
     def loss(fn):
-        return lambda p: jnp.sum(fn(nnx.merge(graphdef, p)) * weights)
+        def of(p):
+            logps, entropy = fn(nnx.merge(graphdef, p))
+            return jnp.sum(logps * weights) + jnp.sum(entropy * entropy_weights)
+        return of
 
     chunked = jax.jit(jax.grad(loss(lambda m: completion_logprobs(m, *x, temperature=TEMPERATURE,
-                                                                  chunk_size=CHUNK)[0])))
+                                                                  chunk_size=CHUNK, with_entropy=True))))
     plain = jax.jit(jax.grad(loss(lambda m: unchunked_logprobs(m, *x, TEMPERATURE))))
     for a, b in zip(jax.tree.leaves(chunked(params)), jax.tree.leaves(plain(params))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

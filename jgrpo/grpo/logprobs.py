@@ -1,25 +1,109 @@
 """Per-token log-probs (and entropies) of completion tokens, in fp32, without ever holding
-batch x length x vocab logits: the lm head runs over chunks of completion positions, and the
-backward pass recomputes each chunk's logits instead of storing them."""
+batch x length x vocab logits.
+
+The LM head runs over chunks of completion positions in a scan. Its gradient is written by hand
+(a custom VJP) because the vocabulary is the expensive axis: autodiff of logsumexp + entropy under
+jax.checkpoint walks the vocab about four times per token with exp and recomputes the forward;
+here the forward walks it once for max and once for exp (logsumexp, target logit and entropy in
+one pass) and the backward recomputes each chunk's logits once and walks them once, keeping only
+two fp32 numbers per token (logsumexp, entropy) between the passes.
+"""
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 
 
-def _chunk_logprobs(kernel, hidden, targets, temperature: float, with_entropy: bool):
-    """hidden [b, c, e], targets [b, c] -> log-prob of each target and entropy, both [b, c] fp32."""
-    logits = jnp.dot(hidden, kernel, preferred_element_type=jnp.float32) / temperature
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    # A masked sum instead of a gather: with the vocab axis sharded over `tp` it reduces locally and
-    # all-reduces a scalar per token, where a gather would collect the whole chunk of logits.
-    hit = jnp.arange(logits.shape[-1], dtype=targets.dtype) == targets[..., None]
-    logp = jnp.sum(jnp.where(hit, logits, 0.0), axis=-1) - lse
+def _chunk_logits(kernel, hidden, temperature: float):
+    return jnp.dot(hidden, kernel, preferred_element_type=jnp.float32) / temperature
+
+
+def _target_mask(targets, vocab: int):
+    # A mask instead of a gather: with the vocab axis sharded over `tp` a masked sum reduces locally
+    # and all-reduces a scalar per token, where a gather would collect the whole chunk of logits.
+    return jnp.arange(vocab, dtype=targets.dtype) == targets[..., None]
+
+
+def _chunk_forward(kernel, hidden, targets, temperature: float, with_entropy: bool):
+    """hidden [b, c, e], targets [b, c] -> (log-prob of each target, logsumexp, entropy), [b, c] fp32;
+    the entropy is zeros unless with_entropy."""
+    logits = _chunk_logits(kernel, hidden, temperature)
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    unnormalised = jnp.exp(logits - top)
+    total = jnp.sum(unnormalised, axis=-1)
+    lse = top[..., 0] + jnp.log(total)
+    target_logit = jnp.sum(jnp.where(_target_mask(targets, logits.shape[-1]), logits, 0.0), axis=-1)
+    logp = target_logit - lse
     if not with_entropy:
-        return logp, jnp.zeros_like(logp)
-    probs = jnp.exp(logits - lse[..., None])
-    return logp, lse - jnp.sum(probs * logits, axis=-1)
+        return logp, lse, jnp.zeros_like(logp)
+    # H = lse - E_p[logit]
+    return logp, lse, lse - jnp.sum(unnormalised * logits, axis=-1) / total
+
+
+def _chunks(x, n: int, chunk: int):
+    """[b, c, ...] -> [n, b, chunk, ...] (zero-padded along c)."""
+    pad = [(0, 0), (0, n * chunk - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
+    x = jnp.pad(x, pad)
+    return x.reshape(x.shape[0], n, chunk, *x.shape[2:]).swapaxes(0, 1)
+
+
+def _unchunk(x, c: int):
+    """[n, b, chunk, ...] -> [b, c, ...]."""
+    x = x.swapaxes(0, 1)
+    return x.reshape(x.shape[0], -1, *x.shape[3:])[:, :c]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _token_logprobs(hidden, kernel, targets, temperature: float, chunk: int, with_entropy: bool):
+    logps, _, entropies = _token_logprobs_fwd(hidden, kernel, targets, temperature, chunk, with_entropy)[0]
+    return logps, entropies
+
+
+def _token_logprobs_fwd(hidden, kernel, targets, temperature: float, chunk: int, with_entropy: bool):
+    c = hidden.shape[1]
+    n = -(-c // chunk)
+
+    def body(_, xs):
+        return None, _chunk_forward(kernel, xs[0], xs[1], temperature, with_entropy)
+
+    _, outs = jax.lax.scan(body, None, (_chunks(hidden, n, chunk), _chunks(targets, n, chunk)))
+    logps, lse, entropies = (_unchunk(x, c) for x in outs)
+    return (logps, lse, entropies), (hidden, kernel, targets, lse, entropies)
+
+
+def _token_logprobs_bwd(temperature: float, chunk: int, with_entropy: bool, residuals, cotangents):
+    hidden, kernel, targets, lse, entropies = residuals
+    d_logps, d_entropies = cotangents
+    c = hidden.shape[1]
+    n = -(-c // chunk)
+
+    def body(d_kernel, xs):
+        h, t, lse, entropy, d_logp, d_entropy = xs
+        logits = _chunk_logits(kernel, h, temperature)
+        logp_all = logits - lse[..., None]
+        probs = jnp.exp(logp_all)
+        # d logp_target / d z = onehot - p;  d H / d z = -p (log p + H)
+        d_logits = (jnp.where(_target_mask(t, logits.shape[-1]), d_logp[..., None], 0.0)
+                    - probs * (d_logp[..., None] + d_entropy[..., None] * (logp_all + entropy[..., None])))
+        d_logits = (d_logits / temperature).astype(kernel.dtype)
+        d_h = jnp.dot(d_logits, kernel.T, preferred_element_type=jnp.float32).astype(h.dtype)
+        d_kernel = d_kernel + jnp.einsum("bce,bcv->ev", h, d_logits, preferred_element_type=jnp.float32)
+        return d_kernel, d_h
+
+    xs = tuple(_chunks(x, n, chunk) for x in (hidden, targets, lse, entropies, d_logps, d_entropies))
+    d_kernel, d_hidden = jax.lax.scan(body, jnp.zeros(kernel.shape, jnp.float32), xs)
+    return _unchunk(d_hidden, c), d_kernel.astype(kernel.dtype), None
+
+
+def _fwd_rule(hidden, kernel, targets, temperature, chunk, with_entropy):
+    (logps, _, entropies), residuals = _token_logprobs_fwd(hidden, kernel, targets, temperature, chunk, with_entropy)
+    return (logps, entropies), residuals
+
+
+_token_logprobs.defvjp(_fwd_rule, _token_logprobs_bwd)
 
 
 def token_logprobs(hidden, kernel, targets, *, temperature: float = 1.0, chunk_size: int = 256,
@@ -27,25 +111,10 @@ def token_logprobs(hidden, kernel, targets, *, temperature: float = 1.0, chunk_s
     """log softmax(hidden @ kernel / temperature)[targets], chunked along the length.
 
     hidden [b, c, e] predicts targets [b, c]; kernel [e, vocab]. Returns (logps, entropies) [b, c]
-    fp32; entropies are zeros unless with_entropy.
+    fp32, differentiable in hidden and kernel; entropies are zeros unless with_entropy.
     """
-    b, c, e = hidden.shape
-    chunk = min(chunk_size, c)
-    n = -(-c // chunk)
-    pad = n * chunk - c
-    hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
-    targets = jnp.pad(targets, ((0, 0), (0, pad)))
-    hidden = hidden.reshape(b, n, chunk, e).swapaxes(0, 1)
-    targets = targets.reshape(b, n, chunk).swapaxes(0, 1)
-
-    one_chunk = jax.checkpoint(_chunk_logprobs, static_argnums=(3, 4))
-
-    def body(_, xs):
-        return None, one_chunk(kernel, xs[0], xs[1], temperature, with_entropy)
-
-    _, (logps, entropies) = jax.lax.scan(body, None, (hidden, targets))
-    unchunk = lambda x: x.swapaxes(0, 1).reshape(b, n * chunk)[:, :c]
-    return unchunk(logps), unchunk(entropies)
+    return _token_logprobs(hidden, kernel, targets, float(temperature), min(chunk_size, hidden.shape[1]),
+                           with_entropy)
 
 
 def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, *,
