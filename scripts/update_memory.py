@@ -104,16 +104,13 @@ def main():
         return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)) / args.devices
 
     step = make_train_step(graphdef, state, loss_cfg, opt_cfg, mesh)
-    grads = state.params
     logprobs = make_logprob_fn(graphdef, ref_params, mesh, micro_batch_size=micro, chunk_size=args.chunk)
     ids = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
-    # What else sits on the device while each program runs: the reference weights always, the
-    # AdamW moments during the backward, the whole train state during the reference pass.
+    # What else sits on the device while each program runs: the reference weights during the
+    # update, the whole train state during the reference pass.
     phases = {
-        "backward (accumulate)": analyse("backward: accumulate gradients over the micro-batches", step.accumulate,
-                                         state.params, batch) + per_device(ref_params) + per_device(state.opt_state),
-        "optimizer (apply)": analyse("optimizer: clip + AdamW (state donated)", step.apply,
-                                     state, grads) + per_device(ref_params),
+        "update": analyse("update: micro-batch gradients, clip, AdamW (state donated)", step, state, batch)
+        + per_device(ref_params),
         "reference log-probs": analyse("reference log-probs (no grad, bf16 params)", logprobs, ref_params, *ids)
         + per_device(state),
     }

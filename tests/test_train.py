@@ -273,12 +273,13 @@ def test_two_hosts_with_two_devices_each_equal_one_host_with_four(tmp_path):
     # Same rollouts (the sampler's randomness does not depend on the device layout) ...
     assert [r["reward"] for r in metrics(single)] == [r["reward"] for r in metrics(multi)]
     assert prompts_per_step(single) == prompts_per_step(multi)
-    # ... and the same update, up to the order of cross-device reductions.
+    # ... and the same update, up to the order of cross-device reductions: AdamW's normalised step
+    # turns that fp32 noise in small gradients into ~1e-6 here, against 6 updates of up to lr = 3e-4.
     from ports.hf_load import load_hf_model
     import jax
     a = jax.tree.leaves(jax.device_get(load_hf_model(single / "hf" / "final")))
     b = jax.tree.leaves(jax.device_get(load_hf_model(multi / "hf" / "final")))
     for x, y in zip(a, b):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
     initial = jax.tree.leaves(jax.device_get(load_hf_model(single / "initial_model")))
     assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, initial))

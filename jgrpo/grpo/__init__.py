@@ -7,11 +7,11 @@ from jgrpo.grpo.logprobs import completion_logprobs, token_logprobs
 from jgrpo.grpo.losses import AGGREGATIONS, aggregate, token_terms
 from jgrpo.grpo.optimizer import make_optimizer
 from jgrpo.grpo.schedule import lr_multiplier, make_schedule, warmup_steps
-from jgrpo.grpo.train_step import (TrainState, TrainStep, abstract_train_state, init_train_state, make_logprob_fn,
+from jgrpo.grpo.train_step import (TrainState, abstract_train_state, init_train_state, make_logprob_fn,
                                    make_train_step)
 
 __all__ = [
-    "AGGREGATIONS", "LossConfig", "OptimizerConfig", "RolloutBatch", "TrainState", "TrainStep",
+    "AGGREGATIONS", "LossConfig", "OptimizerConfig", "RolloutBatch", "TrainState",
     "abstract_train_state", "aggregate", "completion_logprobs", "group_advantages", "init_train_state", "lr_multiplier",
     "make_logprob_fn", "make_optimizer", "make_schedule", "make_train_step", "token_logprobs", "token_terms",
     "warmup_steps",

@@ -2,14 +2,13 @@
 
 The trainable state is a pytree (params as an nnx State, AdamW state mirroring it, and the update
 count) so it can be donated, sharded by the model's logical axes and checkpointed by Orbax. One
-call of the step is one optimizer update: it scans over the batch's micro-batches, accumulating
-gradients in fp32 with the parameters' sharding, then clips and applies AdamW. Each forward pass
-gathers the weights it needs (FSDP) in the compute dtype.
+call of the step is one optimizer update in one jitted program: it scans over the batch's
+micro-batches, accumulating gradients in fp32 with the parameters' sharding, then clips and applies
+AdamW. Each forward pass gathers the weights it needs (FSDP) in the compute dtype.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import jax
@@ -64,31 +63,12 @@ def _compute_dtype(graphdef, params):
     return nnx.merge(graphdef, params).policy.compute_dtype
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainStep:
-    """One optimizer update: step(state, batch) -> (state, metrics).
-
-    Two jitted programs, each compiled once per batch shape: `accumulate` (params, batch) ->
-    (fp32 gradients sharded like the params, metrics) scans the micro-batches; `apply` (state,
-    gradients) -> (state, metrics) clips and steps AdamW, donating the state. They are separate
-    programs because in a single one XLA's scheduler (seen on CPU with one micro-batch and
-    global-norm clipping) ran every layer's rematerialised forward pass early and kept all their
-    activations alive; across a program boundary the backward's memory cannot depend on the optimizer.
-    """
-
-    accumulate: Callable
-    apply: Callable
-
-    def __call__(self, state: TrainState, batch: RolloutBatch):
-        grads, metrics = self.accumulate(state.params, batch)
-        state, update_metrics = self.apply(state, grads)
-        return state, {**metrics, **update_metrics}
-
-
 def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: OptimizerConfig,
-                    mesh: Mesh) -> TrainStep:
-    """The update for states shaped and sharded like `state` (real or abstract). Metrics are
-    replicated fp32 scalars under TRL's names."""
+                    mesh: Mesh) -> Callable:
+    """The update for states shaped and sharded like `state` (real or abstract):
+    step(state, batch) -> (state, metrics), one jitted program compiled once per batch shape, the
+    state donated. It scans the micro-batches summing fp32 gradients sharded like the parameters,
+    then clips and steps AdamW. Metrics are replicated fp32 scalars under TRL's names."""
     tx = make_optimizer(opt_cfg)
     schedule = make_schedule(opt_cfg)
     aggregation = AGGREGATIONS[loss_cfg.loss_type]
@@ -119,30 +99,33 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
         micro = micro_batches(batch, loss_cfg.micro_batch_size, mesh)
         constrain = lambda g: jax.lax.with_sharding_constraint(g, param_shardings)
 
-        def add_micro_batch(carry, mb):
+        def add_micro_batch(i, carry):
             grads, loss, sums = carry
+            mb = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), micro)
             (mb_loss, mb_sums), mb_grads = grad_fn(params, mb, denominator)
             grads = constrain(jax.tree.map(jnp.add, grads, mb_grads))
-            return (grads, loss + mb_loss, jax.tree.map(jnp.add, sums, mb_sums)), None
+            return grads, loss + mb_loss, jax.tree.map(jnp.add, sums, mb_sums)
 
         first = jax.tree.map(lambda x: x[0], micro)
         sums_shape = jax.eval_shape(micro_loss, params, first, denominator)[1]
         zeros = (constrain(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)),
                  jnp.float32(0.0), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums_shape))
-        (grads, loss, sums), _ = jax.lax.scan(add_micro_batch, zeros, micro)
+        # The micro-batch count goes through a barrier so that XLA cannot see a loop of one trip and
+        # inline it: inlined next to the optimizer, its scheduler ran every layer's rematerialised
+        # forward before the backward began (1.5B, one micro-batch: 288 GB per device instead of 33).
+        count = jax.lax.optimization_barrier(jnp.int32(jax.tree.leaves(micro)[0].shape[0]))
+        grads, loss, sums = jax.lax.fori_loop(0, count, add_micro_batch, zeros)
         return grads, {"loss": loss, **token_means(sums), **batch_metrics(batch, loss_cfg.num_generations)}
 
-    def apply(state: TrainState, grads):
+    def step(state: TrainState, batch: RolloutBatch):
+        grads, metrics = accumulate(state.params, batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    return TrainStep(
-        accumulate=jax.jit(accumulate, in_shardings=(param_shardings, rows_sharding(mesh)),
-                           out_shardings=(param_shardings, replicated)),
-        apply=jax.jit(apply, in_shardings=(shardings, param_shardings),
-                      out_shardings=(shardings, replicated), donate_argnums=0))
+    return jax.jit(step, in_shardings=(shardings, rows_sharding(mesh)), out_shardings=(shardings, replicated),
+                   donate_argnums=0)
 
 
 def make_logprob_fn(graphdef, params, mesh: Mesh, *, micro_batch_size: int, temperature: float = 1.0,
