@@ -10,7 +10,8 @@ import transformers
 from jgrpo.grpo import OptimizerConfig, lr_multiplier, make_optimizer, warmup_steps
 
 HF_SCHEDULERS = {
-    "constant": lambda opt, w, n: transformers.get_constant_schedule_with_warmup(opt, w),
+    "constant": lambda opt, w, n: transformers.get_constant_schedule(opt),
+    "constant_with_warmup": lambda opt, w, n: transformers.get_constant_schedule_with_warmup(opt, w),
     "linear": lambda opt, w, n: transformers.get_linear_schedule_with_warmup(opt, w, n),
     "cosine": lambda opt, w, n: transformers.get_cosine_schedule_with_warmup(opt, w, n),
     "cosine_with_min_lr": lambda opt, w, n: transformers.get_cosine_with_min_lr_schedule_with_warmup(
@@ -33,11 +34,12 @@ def hf_rates(schedule: str, lr: float, warmup: int, total: int, updates: int) ->
 @pytest.mark.parametrize("schedule", sorted(HF_SCHEDULERS))
 def test_schedule_matches_transformers_step_for_step(schedule):
     cfg = OptimizerConfig(learning_rate=1e-6, schedule=schedule, total_steps=500, warmup_ratio=0.1)
-    assert warmup_steps(cfg) == 50  # open-rs: 10% of 500
-    want = hf_rates(schedule, 1e-6, 50, 500, updates=510)
+    warmup = 0 if schedule == "constant" else 50  # open-rs: 10% of 500; HF's constant ignores warmup
+    assert warmup_steps(cfg) == warmup
+    want = hf_rates(schedule, 1e-6, warmup, 500, updates=510)
     got = cfg.learning_rate * np.asarray(jax.jit(jax.vmap(lambda s: lr_multiplier(s, cfg)))(jnp.arange(510)))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-13)
-    assert got[0] == 0.0
+    assert got[0] == (1e-6 if schedule == "constant" else 0.0)
 
 
 def test_warmup_rounds_up_like_transformers():

@@ -6,7 +6,7 @@ import dataclasses
 
 LOSS_TYPES = ("bnpo", "grpo", "dr_grpo", "dapo")
 SCALE_REWARDS = ("group", "batch", "none")
-SCHEDULES = ("constant", "linear", "cosine", "cosine_with_min_lr")
+SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr")  # HF names
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,10 @@ from jgrpo.grpo.config import OptimizerConfig
 
 
 def warmup_steps(cfg: OptimizerConfig) -> int:
-    """An explicit count, else ceil(total_steps x warmup_ratio) as transformers rounds it."""
+    """An explicit count, else ceil(total_steps x warmup_ratio) as transformers rounds it; 0 for
+    `constant`, which ignores warmup in transformers too (`constant_with_warmup` keeps it)."""
+    if cfg.schedule == "constant":
+        return 0
     if cfg.warmup_steps is not None:
         return cfg.warmup_steps
     return math.ceil(cfg.total_steps * cfg.warmup_ratio)
@@ -27,7 +30,7 @@ def lr_multiplier(step, cfg: OptimizerConfig):
     step = jnp.asarray(step, jnp.float32)
     ramp = step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
-    if cfg.schedule == "constant":
+    if cfg.schedule in ("constant", "constant_with_warmup"):
         decay = jnp.float32(1.0)
     elif cfg.schedule == "linear":
         decay = jnp.maximum(0.0, (total - step) / max(1, total - warmup))
