@@ -2,7 +2,7 @@
 
 The trainable state is a pytree (params as an nnx State, AdamW state mirroring it, and the update
 count) so it can be donated, sharded by the model's logical axes and checkpointed by Orbax. One
-call of the step is one optimizer update in one jitted program: it scans over the batch's
+call of the step is one optimizer update in one jitted program: it loops over the batch's
 micro-batches, accumulating gradients in fp32 with the parameters' sharding, then clips and applies
 AdamW. Each forward pass gathers the weights it needs (FSDP) in the compute dtype.
 """
@@ -67,7 +67,7 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
                     mesh: Mesh) -> Callable:
     """The update for states shaped and sharded like `state` (real or abstract):
     step(state, batch) -> (state, metrics), one jitted program compiled once per batch shape, the
-    state donated. It scans the micro-batches summing fp32 gradients sharded like the parameters,
+    state donated. It loops over the micro-batches summing fp32 gradients sharded like the parameters,
     then clips and steps AdamW. Metrics are replicated fp32 scalars under TRL's names."""
     tx = make_optimizer(opt_cfg)
     schedule = make_schedule(opt_cfg)
@@ -112,7 +112,7 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
                  jnp.float32(0.0), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums_shape))
         # The micro-batch count goes through a barrier so that XLA cannot see a loop of one trip and
         # inline it: inlined next to the optimizer, its scheduler ran every layer's rematerialised
-        # forward before the backward began (1.5B, one micro-batch: 288 GB per device instead of 33).
+        # forward before the backward began (1.5B, one micro-batch: 288 GB per device instead of 32).
         count = jax.lax.optimization_barrier(jnp.int32(jax.tree.leaves(micro)[0].shape[0]))
         grads, loss, sums = jax.lax.fori_loop(0, count, add_micro_batch, zeros)
         return grads, {"loss": loss, **token_means(sums), **batch_metrics(batch, loss_cfg.num_generations)}
