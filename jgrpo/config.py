@@ -17,6 +17,7 @@ import yaml
 from jgrpo.data import OPEN_RS_SYSTEM_PROMPT
 from jgrpo.grpo.config import LossConfig, OptimizerConfig
 from jgrpo.rewards import RewardOptions
+from jgrpo.sampling.base import LOGPROBS_MODES
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,9 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_completion_length: int = 3584
+    # The distribution the sampler's log-probs describe (jgrpo.sampling.LOGPROBS_MODES): "raw" is the
+    # model's softmax before temperature and top-k/top-p, "processed" the one tokens were drawn from.
+    logprobs_mode: str = "raw"
     # vLLM only
     gpu_memory_utilization: float = 0.7
     max_model_len: int = 4608
@@ -79,6 +83,8 @@ class RolloutConfig:
     def __post_init__(self):
         if self.engine not in ("jax", "vllm"):
             raise ValueError(f"engine {self.engine!r} is not one of ('jax', 'vllm')")
+        if self.logprobs_mode not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs_mode {self.logprobs_mode!r} is not one of {LOGPROBS_MODES}")
         if self.weight_sync not in ("memory", "folder"):
             raise ValueError(f"weight_sync {self.weight_sync!r} is not one of ('memory', 'folder')")
 
@@ -181,6 +187,8 @@ class RunConfig:
                              f"{completions} completions of a step (train.prompts_per_step x rollout.num_generations)")
         if self.data.max_prompt_length < 1 or self.rollout.max_completion_length < 1:
             raise ValueError("data.max_prompt_length and rollout.max_completion_length must be >= 1")
+        if self.loss.importance_sampling_cap is not None:
+            _check_sampler_matches_loss(self.rollout, self.loss)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -188,6 +196,20 @@ class RunConfig:
             section, name = key.split(".")
             d[section].pop(name)
         return _plain(d)
+
+
+def _check_sampler_matches_loss(rollout: RolloutConfig, loss: LossConfig) -> None:
+    """The importance-sampling correction divides the policy's probability (logits / loss.temperature)
+    by the sampler's: both must describe the same distribution, or the ratio measures the mismatch."""
+    if rollout.logprobs_mode == "raw" and loss.temperature != 1.0:
+        raise ValueError(f"loss.importance_sampling_cap with rollout.logprobs_mode raw (log-probs before "
+                         f"temperature) needs loss.temperature 1.0, got {loss.temperature}; or set "
+                         "rollout.logprobs_mode processed")
+    if rollout.logprobs_mode == "processed" and (loss.temperature != rollout.temperature or rollout.top_p < 1.0
+                                                 or rollout.top_k):
+        raise ValueError(f"loss.importance_sampling_cap with rollout.logprobs_mode processed needs loss.temperature "
+                         f"= rollout.temperature ({loss.temperature} vs {rollout.temperature}) and no top-p/top-k "
+                         "filtering (the loss does not filter)")
 
 
 def _plain(x):

@@ -124,6 +124,29 @@ def test_sampled_logprobs_are_the_models_and_reproducible(untied, engine_a):
     assert not np.array_equal(out[0].token_ids, out[1].token_ids)  # a prompt's n samples differ
 
 
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_processed_logprobs_are_the_drawing_distributions(untied, engine_a, top_k):
+    """logprobs_mode processed: log-probs under softmax(logits / temperature), renormalised over the
+    top-k when top-k filters, i.e. the distribution each token was drawn from."""
+    hf, _ = untied
+    _, model = engine_a
+    engine = make_engine("jax", model, eos_token_ids=[], logprobs_mode="processed")
+    prompts = _prompts(hf.config.vocab_size)
+    temperature = 0.6
+    out = engine.generate(prompts, SamplingParams(temperature=temperature, top_k=top_k, max_new_tokens=MAX_NEW,
+                                                  seed=3))
+    for c in out:
+        ids = torch.tensor([prompts[c.prompt_index] + c.token_ids.tolist()])
+        p = len(prompts[c.prompt_index])
+        with torch.no_grad():
+            logits = hf(ids).logits[0, p - 1:-1].double() / temperature
+        if top_k:
+            kth = logits.topk(top_k, -1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, -torch.inf)
+        ref = torch.log_softmax(logits, -1)[torch.arange(len(c.token_ids)), ids[0, p:]].numpy()
+        np.testing.assert_allclose(c.logprobs, ref, atol=1e-4)
+
+
 def _perturb(model, scale=0.05, seed=0):
     key = jax.random.key(seed)
     for path, var in nnx.iter_graph(model):

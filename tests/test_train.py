@@ -217,6 +217,21 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     assert cfg.loss.num_generations == 4 and cfg.optim.total_steps == 7 and cfg.optim.learning_rate == 1e-6
 
 
+def test_importance_sampling_needs_sampler_logprobs_of_the_loss_distribution():
+    base = {"loss.importance_sampling_cap": "2.0", "rollout.temperature": "0.7"}
+    with pytest.raises(ConfigError, match="needs loss.temperature 1.0, got 0.7"):
+        load_config(None, {**base, "loss.temperature": "0.7"})
+    with pytest.raises(ConfigError, match="loss.temperature = rollout.temperature"):
+        load_config(None, {**base, "rollout.logprobs_mode": "processed"})
+    with pytest.raises(ConfigError, match="no top-p/top-k"):
+        load_config(None, {**base, "rollout.logprobs_mode": "processed", "loss.temperature": "0.7",
+                           "rollout.top_k": "5"})
+    with pytest.raises(ConfigError, match="logprobs_mode 'sampled'"):
+        load_config(None, {"rollout.logprobs_mode": "sampled"})
+    cfg = load_config(None, {**base, "rollout.logprobs_mode": "processed", "loss.temperature": "0.7"})
+    assert cfg.rollout.logprobs_mode == "processed"
+
+
 @pytest.mark.parametrize("n, source, funcs, length", [
     (1, "knoveleng/open-s1", ("format", "accuracy"), 4096),
     (2, "knoveleng/open-rs", ("format", "accuracy"), 3584),

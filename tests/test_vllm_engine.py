@@ -4,6 +4,7 @@ One in-process LLM for the module. The model has head_dim 32 (vLLM's CPU attenti
 vLLM runs without a tokenizer (token ids in and out), so the tiny vocabulary needs none.
 """
 
+import dataclasses
 import os
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: fast start, in-memory sync
@@ -117,15 +118,12 @@ def test_prefix_cache_would_be_stale_without_the_reset(engines):
     _assert_same_greedy(jax_engine, vllm_engine, prompts)
 
 
-def test_sampled_logprobs_are_the_models_and_min_tokens_holds(engines):
-    model, _, vllm_engine, prompts = engines
-    params = SamplingParams(n=2, temperature=0.8, top_k=20, max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, seed=4)
-    vllm_engine.calls = 3
-    out = vllm_engine.generate(prompts, params)
-    vllm_engine.calls = 3
-    assert all(np.array_equal(a.token_ids, b.token_ids) for a, b in zip(out, vllm_engine.generate(prompts, params)))
-    assert [c.prompt_index for c in out] == [0, 0, 1, 1, 2, 2]
-    # One left-padded batch through the model's own forward pass: the reference log-probs.
+SAMPLED = SamplingParams(n=2, temperature=0.8, top_k=20, max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, seed=4)
+
+
+def _forward_logits(model, prompts, out):
+    """One left-padded batch of prompt + completion through the model's own forward pass:
+    logits [completions, MAX_NEW, vocab] at the positions that predicted each completion token."""
     seqs = [prompts[c.prompt_index] + c.token_ids.tolist() for c in out]
     width = max(map(len, seqs))
     ids = np.zeros((len(seqs), width), np.int32)
@@ -133,9 +131,37 @@ def test_sampled_logprobs_are_the_models_and_min_tokens_holds(engines):
     for i, s in enumerate(seqs):
         ids[i, width - len(s):], mask[i, width - len(s):] = s, True
     graphdef, state = nnx.split(model)
-    logp = np.asarray(jax.jit(lambda st, i, m: jax.nn.log_softmax(nnx.merge(graphdef, st)(i, m)[0]))(state, ids, mask))
-    for row, c in enumerate(out):
+    logits = np.asarray(jax.jit(lambda st, i, m: nnx.merge(graphdef, st)(i, m)[0])(state, ids, mask))
+    return logits[:, width - MAX_NEW - 1:width - 1]
+
+
+def _token_logprobs(logits, out):
+    logp = np.asarray(jax.nn.log_softmax(logits))
+    return [logp[row, np.arange(MAX_NEW), c.token_ids] for row, c in enumerate(out)]
+
+
+def test_sampled_logprobs_are_the_models_and_min_tokens_holds(engines):
+    model, _, vllm_engine, prompts = engines
+    vllm_engine.calls = 3
+    out = vllm_engine.generate(prompts, SAMPLED)
+    vllm_engine.calls = 3
+    assert all(np.array_equal(a.token_ids, b.token_ids) for a, b in zip(out, vllm_engine.generate(prompts, SAMPLED)))
+    assert [c.prompt_index for c in out] == [0, 0, 1, 1, 2, 2]
+    for c, want in zip(out, _token_logprobs(_forward_logits(model, prompts, out), out)):
         assert c.finish_reason == "length" and len(c.token_ids) == MAX_NEW
         assert not set(c.token_ids.tolist()) & set(vllm_engine.eos_token_ids)
-        positions = np.arange(width - MAX_NEW - 1, width - 1)
-        np.testing.assert_allclose(c.logprobs, logp[row, positions, ids[row, width - MAX_NEW:]], atol=1e-4)
+        np.testing.assert_allclose(c.logprobs, want, atol=1e-4)  # "raw": the untempered, unfiltered model's
+
+
+def test_processed_logprobs_are_the_drawing_distributions(tmp_path):
+    """logprobs_mode processed: vLLM's log-probs under softmax(logits / temperature) over the top-k."""
+    hf = _hf_model(tmp_path / "model", tied=False)
+    model = load_hf_model(tmp_path / "model")
+    engine = make_engine("vllm", model, eos_token_ids=[], sync_dir=tmp_path / "sync", dtype="float32",
+                         enforce_eager=True, max_model_len=256, block_size=32, logprobs_mode="processed")
+    prompts = _prompts(hf.config.vocab_size)
+    out = engine.generate(prompts, dataclasses.replace(SAMPLED, min_new_tokens=0))  # no EOS: all run to MAX_NEW
+    logits = _forward_logits(model, prompts, out) / SAMPLED.temperature
+    kth = np.sort(logits, -1)[..., -SAMPLED.top_k][..., None]
+    for c, want in zip(out, _token_logprobs(np.where(logits < kth, -np.inf, logits), out)):
+        np.testing.assert_allclose(c.logprobs, want, atol=1e-4)
