@@ -228,8 +228,8 @@ class Trainer:
             return {"pad_token_id": self.pad_id, "mesh": self.sampler_mesh, "logprobs_mode": r.logprobs_mode}
         return {"logprobs_mode": r.logprobs_mode, "gpu_memory_utilization": r.gpu_memory_utilization,
                 "max_model_len": r.max_model_len, "enforce_eager": r.enforce_eager,
-                "enable_prefix_caching": r.enable_prefix_caching, "sync_via": r.weight_sync, "sync_dir": r.sync_folder, "seed": self.cfg.train.seed,
-                "dtype": self.cfg.model.compute_dtype}
+                "enable_prefix_caching": r.enable_prefix_caching, "sync_via": r.weight_sync,
+                "sync_dir": r.sync_folder, "seed": self.cfg.train.seed, "dtype": self.cfg.model.compute_dtype}
 
     def _check_gold_column(self, prompts) -> None:
         """accuracy and cosine grade against a column every batch must have: check it now, not at the

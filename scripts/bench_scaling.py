@@ -4,7 +4,7 @@ bench_grpo_step.py (same model, prompts in file order, forced full length, beta 
 completions). Each point runs in its own process: warm-up steps (compilation) then the median of
 the timed steps. jgrpo only: TRL at 2048 tokens would take hours on this machine.
 
-    python scripts/bench_scaling.py [--lengths 256,512,1024,2048] [--groups 2,4,8] [--warmup 1 --steps 1]
+    python scripts/bench_scaling.py [--lengths 256,512,1024,2048] [--groups 2,4,8] [--warmup 2 --steps 1]
 
 Points accumulate in runs/bench/scaling.json (a later run over other points keeps the earlier
 ones) and the table is written to BENCHMARKS.md.
@@ -52,16 +52,17 @@ def report(results: dict, grid: list[tuple[int, int]]) -> str:
         relative = f"{r['seconds_per_step'] / base['seconds_per_step']:.2f}x" if base else "-"
         parts = ", ".join(f"{k} {v:.1f}" for k, v in r["parts"].items() if k not in ("reward", "sync"))
         rows.append([length, group, bc.PROMPTS_PER_STEP * group, f"{r['seconds_per_step']:.1f}", relative,
-                     f"{r['tokens_per_second']:.0f}", parts, f"{len(r['steps']) - r['warmup']}"])
+                     f"{r['tokens_per_second']:.0f}", parts, r["warmup"], f"{len(r['steps']) - r['warmup']}"])
     return "\n".join([
         "## Scaling of jgrpo's step with completion length and group size (CPU)", "",
         "`python scripts/bench_scaling.py`: the workload of the full-step comparison (8 prompts per step, "
         "forced full length, beta 0.04, bnpo, fp32, 8 completions per micro-batch), jgrpo with its JAX "
-        "sampler. Median of the timed steps after the warm-up step(s); on this loaded 2-core machine a "
-        "point at L = 2048 costs many minutes a step, so points have few timed steps (last column).",
+        "sampler. Median of the timed steps after the warm-up steps (the second step can still compile a new "
+        "prompt bucket: a few seconds); on this loaded 2-core machine a point at L = 2048 costs minutes a "
+        "step, so points have few timed steps (last column).",
         f"Machine: {bc.machine()}.", "",
         bc.markdown_table(["L", "G", "completions", "s/step", f"vs L={BASE_LENGTH} G={BASE_GROUP}",
-                           "completion tokens/s", "parts (s)", "timed steps"], rows),
+                           "completion tokens/s", "parts (s)", "warm-up steps", "timed steps"], rows),
         *(["", "Not measured yet: " + ", ".join(f"L={length} G={group}" for length, group in missing)
            + " (`python scripts/bench_scaling.py --lengths '"
            + ",".join(str(length) for length, group in missing if group == BASE_GROUP) + "' --groups '"
@@ -73,7 +74,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", default="256,512,1024,2048")
     parser.add_argument("--groups", default="2,4,8")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation)")
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--chunk", type=int, default=128)

@@ -232,6 +232,22 @@ def test_importance_sampling_needs_sampler_logprobs_of_the_loss_distribution():
     assert cfg.rollout.logprobs_mode == "processed"
 
 
+@pytest.mark.parametrize("mode, rollout_t, loss_t, cap, matches", [
+    ("processed", "0.8", "0.8", "2.0", True),
+    ("raw", "0.8", "1.0", "2.0", True),
+    ("processed", "0.5", "1.0", "null", False),  # control: the metric sees a mismatch (refused with a cap)
+])
+def test_sampler_logprobs_reach_the_loss_in_the_chosen_mode(tmp_path, mode, rollout_t, loss_t, cap, matches):
+    """At step 1 the old policy is the sampler's, so |old - sampler| log-prob is ~0 exactly when the
+    sampler reports the distribution the loss computes."""
+    run = tmp_path / "run"
+    train(*TINY, "--train.max_steps", "1", "--log.plots", "false", "--train.output_dir", str(run),
+          "--rollout.logprobs_mode", mode, "--rollout.temperature", rollout_t, "--loss.temperature", loss_t,
+          "--loss.importance_sampling_cap", cap)
+    difference = metrics(run)[0]["sampling/sampling_logp_difference/mean"]
+    assert (difference < 1e-4) == matches, difference
+
+
 @pytest.mark.parametrize("n, source, funcs, length", [
     (1, "knoveleng/open-s1", ("format", "accuracy"), 4096),
     (2, "knoveleng/open-rs", ("format", "accuracy"), 3584),
