@@ -58,8 +58,7 @@ def _unchunk(x, c: int):
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _token_logprobs(hidden, kernel, targets, temperature: float, chunk: int, with_entropy: bool):
-    logps, _, entropies = _token_logprobs_fwd(hidden, kernel, targets, temperature, chunk, with_entropy)[0]
-    return logps, entropies
+    return _fwd_rule(hidden, kernel, targets, temperature, chunk, with_entropy)[0]
 
 
 def _token_logprobs_fwd(hidden, kernel, targets, temperature: float, chunk: int, with_entropy: bool):
