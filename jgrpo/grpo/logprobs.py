@@ -5,8 +5,9 @@ The LM head runs over chunks of completion positions in a scan. Its gradient is 
 (a custom VJP) because the vocabulary is the expensive axis: autodiff of logsumexp + entropy under
 jax.checkpoint walks the vocab about four times per token with exp and recomputes the forward;
 here the forward walks it once for max and once for exp (logsumexp, target logit and entropy in
-one pass) and the backward recomputes each chunk's logits once and walks them once, keeping only
-two fp32 numbers per token (logsumexp, entropy) between the passes.
+one pass) and the backward recomputes each chunk's logits once and walks them once. Between the
+passes it keeps the inputs (hidden states, kernel, targets) and two fp32 numbers per token
+(logsumexp, entropy), never a chunk's logits.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ def _chunk_forward(kernel, hidden, targets, temperature: float, with_entropy: bo
     logp = target_logit - lse
     if not with_entropy:
         return logp, lse, jnp.zeros_like(logp)
-    # H = lse - E_p[logit]
-    return logp, lse, lse - jnp.sum(unnormalised * logits, axis=-1) / total
+    # H = lse - E_p[logit], written relative to the max so the subtraction does not cancel
+    return logp, lse, jnp.log(total) - jnp.sum(unnormalised * (logits - top), axis=-1) / total
 
 
-def _chunks(x, n: int, chunk: int):
-    """[b, c, ...] -> [n, b, chunk, ...] (zero-padded along c)."""
+def _chunks(x, chunk: int):
+    """[b, c, ...] -> [n, b, chunk, ...] (zero-padded along c to n x chunk)."""
+    n = -(-x.shape[1] // chunk)
     pad = [(0, 0), (0, n * chunk - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
     x = jnp.pad(x, pad)
     return x.reshape(x.shape[0], n, chunk, *x.shape[2:]).swapaxes(0, 1)
@@ -58,26 +60,21 @@ def _unchunk(x, c: int):
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _token_logprobs(hidden, kernel, targets, temperature: float, chunk: int, with_entropy: bool):
-    return _fwd_rule(hidden, kernel, targets, temperature, chunk, with_entropy)[0]
+    return _token_logprobs_fwd(hidden, kernel, targets, temperature, chunk, with_entropy)[0]
 
 
 def _token_logprobs_fwd(hidden, kernel, targets, temperature: float, chunk: int, with_entropy: bool):
-    c = hidden.shape[1]
-    n = -(-c // chunk)
-
     def body(_, xs):
         return None, _chunk_forward(kernel, xs[0], xs[1], temperature, with_entropy)
 
-    _, outs = jax.lax.scan(body, None, (_chunks(hidden, n, chunk), _chunks(targets, n, chunk)))
-    logps, lse, entropies = (_unchunk(x, c) for x in outs)
-    return (logps, lse, entropies), (hidden, kernel, targets, lse, entropies)
+    _, outs = jax.lax.scan(body, None, (_chunks(hidden, chunk), _chunks(targets, chunk)))
+    logps, lse, entropies = (_unchunk(x, hidden.shape[1]) for x in outs)
+    return (logps, entropies), (hidden, kernel, targets, lse, entropies)
 
 
 def _token_logprobs_bwd(temperature: float, chunk: int, with_entropy: bool, residuals, cotangents):
     hidden, kernel, targets, lse, entropies = residuals
     d_logps, d_entropies = cotangents
-    c = hidden.shape[1]
-    n = -(-c // chunk)
 
     def body(d_kernel, xs):
         h, t, lse, entropy, d_logp, d_entropy = xs
@@ -85,24 +82,20 @@ def _token_logprobs_bwd(temperature: float, chunk: int, with_entropy: bool, resi
         logp_all = logits - lse[..., None]
         probs = jnp.exp(logp_all)
         # d logp_target / d z = onehot - p;  d H / d z = -p (log p + H)
-        d_logits = (jnp.where(_target_mask(t, logits.shape[-1]), d_logp[..., None], 0.0)
-                    - probs * (d_logp[..., None] + d_entropy[..., None] * (logp_all + entropy[..., None])))
+        d_logits = jnp.where(_target_mask(t, logits.shape[-1]), d_logp[..., None], 0.0) - probs * d_logp[..., None]
+        if with_entropy:  # without it the entropies are constant zeros
+            d_logits = d_logits - probs * d_entropy[..., None] * (logp_all + entropy[..., None])
         d_logits = (d_logits / temperature).astype(kernel.dtype)
         d_h = jnp.dot(d_logits, kernel.T, preferred_element_type=jnp.float32).astype(h.dtype)
         d_kernel = d_kernel + jnp.einsum("bce,bcv->ev", h, d_logits, preferred_element_type=jnp.float32)
         return d_kernel, d_h
 
-    xs = tuple(_chunks(x, n, chunk) for x in (hidden, targets, lse, entropies, d_logps, d_entropies))
+    xs = tuple(_chunks(x, chunk) for x in (hidden, targets, lse, entropies, d_logps, d_entropies))
     d_kernel, d_hidden = jax.lax.scan(body, jnp.zeros(kernel.shape, jnp.float32), xs)
-    return _unchunk(d_hidden, c), d_kernel.astype(kernel.dtype), None
+    return _unchunk(d_hidden, hidden.shape[1]), d_kernel.astype(kernel.dtype), None
 
 
-def _fwd_rule(hidden, kernel, targets, temperature, chunk, with_entropy):
-    (logps, _, entropies), residuals = _token_logprobs_fwd(hidden, kernel, targets, temperature, chunk, with_entropy)
-    return (logps, entropies), residuals
-
-
-_token_logprobs.defvjp(_fwd_rule, _token_logprobs_bwd)
+_token_logprobs.defvjp(_token_logprobs_fwd, _token_logprobs_bwd)
 
 
 def token_logprobs(hidden, kernel, targets, *, temperature: float = 1.0, chunk_size: int = 256,
