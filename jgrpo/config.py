@@ -17,7 +17,7 @@ import yaml
 from jgrpo.data import OPEN_RS_SYSTEM_PROMPT
 from jgrpo.grpo.config import LossConfig, OptimizerConfig
 from jgrpo.rewards import RewardOptions
-from jgrpo.sampling.base import LOGPROBS_MODES
+from jgrpo.sampling.base import check_logprobs_mode
 
 
 class ConfigError(ValueError):
@@ -83,8 +83,7 @@ class RolloutConfig:
     def __post_init__(self):
         if self.engine not in ("jax", "vllm"):
             raise ValueError(f"engine {self.engine!r} is not one of ('jax', 'vllm')")
-        if self.logprobs_mode not in LOGPROBS_MODES:
-            raise ValueError(f"logprobs_mode {self.logprobs_mode!r} is not one of {LOGPROBS_MODES}")
+        check_logprobs_mode(self.logprobs_mode)
         if self.weight_sync not in ("memory", "folder"):
             raise ValueError(f"weight_sync {self.weight_sync!r} is not one of ('memory', 'folder')")
 

@@ -28,7 +28,7 @@ from jgrpo.distributed import (any_process, barrier, broadcast_from_main, initia
                                is_main_process, to_global, to_host)
 from jgrpo.grpo import RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step
 from jgrpo.model import ConfigError as ModelConfigError
-from jgrpo.model import DtypePolicy, Qwen2Config, batch_sharding, make_mesh
+from jgrpo.model import DtypePolicy, Qwen2Config, batch_sharding, data_parallel_size, make_mesh
 from jgrpo.plots import plot_run
 from jgrpo.rewards import FINISH_REASON_COLUMN, TOKEN_LENGTHS_COLUMN, build_reward_fn
 from jgrpo.run_log import RunLogger
@@ -149,7 +149,7 @@ class Trainer:
                                  if sampler_devices and sampler_devices != trainer_devices else None)
         except ValueError as e:
             raise SetupError(f"train.mesh: {e}") from None
-        dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        dp = data_parallel_size(self.mesh)
         if cfg.loss.micro_batch_size % dp:
             raise SetupError(f"loss.micro_batch_size {cfg.loss.micro_batch_size} does not split over {dp} "
                              "data-parallel devices")

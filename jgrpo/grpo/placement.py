@@ -6,17 +6,7 @@ from __future__ import annotations
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jgrpo.model.sharding import LOGICAL_AXIS_RULES, is_variable, leaf_sharding
-
-_BATCH_AXES = LOGICAL_AXIS_RULES["batch"]
-_BATCH_AXES = (_BATCH_AXES,) if isinstance(_BATCH_AXES, str) else tuple(_BATCH_AXES)
-
-
-def data_parallel_size(mesh: Mesh) -> int:
-    size = 1
-    for axis in _BATCH_AXES:
-        size *= mesh.shape[axis]
-    return size
+from jgrpo.model.sharding import BATCH_AXES, LOGICAL_AXIS_RULES, data_parallel_size, is_variable, leaf_sharding
 
 
 def rows_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
@@ -43,7 +33,7 @@ def check_micro_batch(batch_size: int, micro_batch_size: int, mesh: Mesh):
 
 def _without_data_axes(entry):
     names = (entry,) if isinstance(entry, str) else tuple(entry or ())
-    kept = tuple(n for n in names if n not in _BATCH_AXES)
+    kept = tuple(n for n in names if n not in BATCH_AXES)
     return kept[0] if len(kept) == 1 else (kept or None)
 
 

@@ -75,6 +75,17 @@ def state_shardings(tree, mesh: Mesh):
     return jax.tree.map(lambda x: leaf_sharding(x, mesh), tree, is_leaf=is_variable)
 
 
+BATCH_AXES = tuple(LOGICAL_AXIS_RULES["batch"])
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+    """How many ways a batch splits: the product of the mesh axes that rows are sharded over."""
+    size = 1
+    for axis in BATCH_AXES:
+        size *= mesh.shape[axis]
+    return size
+
+
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
     """Shards the leading (batch) dimension over the data-parallel axes, replicates the rest."""
     return NamedSharding(mesh, PartitionSpec(LOGICAL_AXIS_RULES["batch"], *([None] * (ndim - 1))))

@@ -83,6 +83,11 @@ LogprobsMode = Literal["raw", "processed"]
 LOGPROBS_MODES = ("raw", "processed")
 
 
+def check_logprobs_mode(mode: str) -> None:
+    if mode not in LOGPROBS_MODES:
+        raise ValueError(f"logprobs_mode {mode!r} is not one of {LOGPROBS_MODES}")
+
+
 class RolloutEngine(Protocol):
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Returns len(prompts) * params.n completions, prompt by prompt."""

@@ -27,9 +27,9 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jgrpo.distributed import to_global, to_host
-from jgrpo.model import KVCache, Qwen2ForCausalLM, batch_sharding, make_mesh, state_shardings
+from jgrpo.model import KVCache, Qwen2ForCausalLM, batch_sharding, data_parallel_size, make_mesh, state_shardings
 from jgrpo.model.sharding import LOGICAL_AXIS_RULES
-from jgrpo.sampling.base import (LOGPROBS_MODES, Completion, LogprobsMode, SamplingParams, decode_texts,
+from jgrpo.sampling.base import (Completion, LogprobsMode, SamplingParams, check_logprobs_mode, decode_texts,
                                  pow2_at_least)
 from jgrpo.sampling.draw import draw
 
@@ -52,8 +52,7 @@ class JaxEngine:
     def __init__(self, model: Qwen2ForCausalLM, *, eos_token_ids, tokenizer=None, mesh=None,
                  pad_token_id: int = 0, logprobs_mode: LogprobsMode = "raw", min_prompt_bucket: int = 32,
                  top_p_candidates: int = 128):
-        if logprobs_mode not in LOGPROBS_MODES:
-            raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}, got {logprobs_mode!r}")
+        check_logprobs_mode(logprobs_mode)
         self.eos_token_ids = tuple(int(i) for i in eos_token_ids)
         self.tokenizer = tokenizer
         self.pad_token_id = pad_token_id
@@ -86,7 +85,7 @@ class JaxEngine:
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("generate needs at least one prompt and no empty prompt")
-        dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        dp = data_parallel_size(self.mesh)
         batch = -(-pow2_at_least(len(prompts)) // dp) * dp
         length = pow2_at_least(max(len(p) for p in prompts), self.min_prompt_bucket)
         ids = np.full((batch, length), self.pad_token_id, np.int32)

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from jgrpo.model import Qwen2ForCausalLM
-from jgrpo.sampling.base import LOGPROBS_MODES, Completion, LogprobsMode, SamplingParams, decode_texts
+from jgrpo.sampling.base import Completion, LogprobsMode, SamplingParams, check_logprobs_mode, decode_texts
 from ports.hf_export import export_hf
 from ports.hf_tensors import hf_tensor_infos, hf_tensors
 from ports.safetensors_file import write_file
@@ -71,8 +71,7 @@ class VllmEngine:
                  gpu_memory_utilization: float = 0.7, max_model_len: int = 4608, enable_prefix_caching: bool = True,
                  enforce_eager: bool = False, logprobs_mode: LogprobsMode = "raw", sync_via: str = "memory",
                  sync_dir: str | Path = "/dev/shm/jgrpo-weights", seed: int = 0, **llm_kwargs):
-        if logprobs_mode not in LOGPROBS_MODES:
-            raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}, got {logprobs_mode!r}")
+        check_logprobs_mode(logprobs_mode)
         if sync_via not in ("memory", "folder"):
             raise ValueError(f"sync_via must be 'memory' or 'folder', got {sync_via!r}")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
