@@ -1,16 +1,32 @@
 """Training checkpoints: the whole TrainState (parameters, AdamW moments, update count) plus a JSON
-item with everything else a resumed run needs (data cursor, step, config), kept as the last K
-steps by an Orbax CheckpointManager. Restores onto whatever mesh the resumed run uses."""
+item with everything else a resumed run needs (data cursor, step, config, the HF config), kept as
+the last K steps by an Orbax CheckpointManager. Restores onto whatever mesh the resumed run uses.
+
+Next to the step folders, written once per run, `tokenizer/` holds the run's tokenizer files (and
+generation_config.json): with meta["hf_config"] that is all `python -m ports.convert orbax-to-hf`
+needs to turn any step into a Hugging Face folder, so a checkpoint costs no more than its arrays.
+`model_card` describes such an export (base model, recipe, step, reward) for its README.md.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import shutil
+import sys
 from pathlib import Path
 
 import orbax.checkpoint as ocp
 
+from ports import CheckpointError
+from ports.atomic import atomic_dir
+from ports.hf_export import TOKENIZER_FILES, tokenizer_files
 from ports.orbax_ckpt import handler_registry, restore_args, save_args
 
 STATE = "state"
+TOKENIZER = "tokenizer"  # <run>/checkpoints/tokenizer, beside the step folders
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Checkpoints:
@@ -22,6 +38,10 @@ class Checkpoints:
             handler_registry=handler_registry([STATE]),
         )
 
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.directory / TOKENIZER
+
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
@@ -30,6 +50,25 @@ class Checkpoints:
         self.manager.save(step, args=save_args({STATE: state}, meta))
         self.manager.wait_until_finished()
 
+    def save_tokenizer(self, source: str | Path, tokenizer=None) -> Path:
+        """Writes the run's tokenizer beside the step folders unless it is there already (so once
+        per run, resumes included): the files of the folder `source` as they are, or, when `source`
+        is not a local tokenizer folder (a Hub id), `tokenizer.save_pretrained`. Main process only."""
+        dst = self.tokenizer_dir
+        if dst.is_dir():
+            return dst
+        files = tokenizer_files(source) if has_tokenizer(source) else None
+        if files is None and tokenizer is None:
+            raise CheckpointError(f"tokenizer folder not found: {source}")
+        with atomic_dir(dst) as tmp:
+            tmp.mkdir()
+            if files is not None:
+                for f in files:
+                    shutil.copyfile(f, tmp / f.name)
+            else:
+                tokenizer.save_pretrained(str(tmp))
+        return dst
+
     def restore(self, step: int, abstract_state):
         """(state, meta); `abstract_state`'s shardings say where each array goes."""
         out = self.manager.restore(step, args=restore_args({STATE: abstract_state}))
@@ -37,3 +76,128 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+# --- what a checkpoint says about its run (ports.convert, Trainer._export) ---------------------------
+
+def has_tokenizer(folder: str | Path | None) -> bool:
+    return folder is not None and Path(folder).is_dir() and any((Path(folder) / f).is_file() for f in TOKENIZER_FILES)
+
+
+def run_dir_of(checkpoint: str | Path, meta: dict) -> Path | None:
+    """The run folder of a training checkpoint (<run>/checkpoints/<step>), None for other checkpoints."""
+    checkpoint = Path(checkpoint).absolute()
+    if "config" in meta and checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent
+    return None
+
+
+def find_tokenizer(checkpoint: str | Path, meta: dict) -> Path | None:
+    """The folder with a checkpoint's tokenizer, or None: the `tokenizer/` a training run writes
+    beside its step folders; else meta["tokenizer"], the folder its writer recorded (hf-to-orbax:
+    the source HF folder), while it still exists; else, for a run from before `tokenizer/` was
+    written, its config's data.tokenizer or model.path, or <run>/initial_model (the built-in task)."""
+    checkpoint = Path(checkpoint).absolute()
+    candidates = [checkpoint.parent / TOKENIZER, meta.get("tokenizer")]
+    config, run = meta.get("config") or {}, run_dir_of(checkpoint, meta)
+    if config:
+        candidates += [config.get("data", {}).get("tokenizer"), config.get("model", {}).get("path")]
+        if run is not None:
+            candidates.append(run / "initial_model")
+    for folder in candidates:
+        if has_tokenizer(folder):
+            return Path(folder)
+    return None
+
+
+def running_config(default: Path | None = None) -> str | None:
+    """The --config of the running `python -m jgrpo.train` command (`default` when it names none),
+    as a path relative to the repository when inside it; None when that is not the program."""
+    argv = sys.argv
+    if not argv or Path(argv[0]).name != "train.py" or Path(argv[0]).parent.name != "jgrpo":
+        return None
+    config = default
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "--config" and i + 1 < len(argv):
+            config = Path(argv[i + 1])
+        elif arg.startswith("--config="):
+            config = Path(arg.partition("=")[2])
+    if config is None:
+        return None
+    try:
+        return str(config.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(config)
+
+
+def _reward_summary(run_dir: Path | None, step: int | None) -> dict | None:
+    """From <run>/metrics.jsonl: the reward at `step`, the mean over the last ten steps up to it, and
+    each reward function's mean at `step`; None when the run logged no such step."""
+    path = run_dir / "metrics.jsonl" if run_dir is not None else None
+    if path is None or step is None or not path.is_file():
+        return None
+    rows = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut short by a crash
+            continue
+        if row.get("step") is not None and row["step"] <= step:
+            rows[row["step"]] = row
+    if step not in rows or rows[step].get("reward") is None:
+        return None
+    last = [rows[s]["reward"] for s in sorted(rows)[-10:] if rows[s].get("reward") is not None]
+    functions = {m.group(1): v for k, v in rows[step].items()
+                 if (m := re.fullmatch(r"rewards/(.+)/mean", k)) and m.group(1) != "total" and v is not None}
+    return {"reward": rows[step]["reward"], "last": sum(last) / len(last), "n_last": len(last),
+            "functions": functions}
+
+
+def _base_model(config: dict | None) -> tuple[str, str | None]:
+    """(text for the card, Hub id for its metadata or None)."""
+    if not config:
+        return "unknown (the checkpoint does not record it)", None
+    path = config.get("model", {}).get("path")
+    if path is None:
+        tiny = config.get("model", {}).get("tiny") or {}
+        shape = ", ".join(f"{k} {v}" for k, v in tiny.items())
+        return f"none: a randomly initialised Qwen2 ({shape})", None
+    hub_id = path if re.fullmatch(r"[\w.-]+/[\w.-]+", path) and not Path(path).exists() else None
+    return f"`{path}`", hub_id
+
+
+def model_card(*, step: int | None, config: dict | None = None, recipe: str | None = None,
+               run_dir: str | Path | None = None, tokenizer: bool = True, source: str | None = None):
+    """A huggingface_hub ModelCard for a Hugging Face export of a jgrpo checkpoint."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    base_text, hub_id = _base_model(config)
+    summary = _reward_summary(Path(run_dir) if run_dir is not None else None, step)
+    data = ModelCardData(library_name="transformers", pipeline_tag="text-generation",
+                         tags=["jgrpo", "grpo", "qwen2", "jax"], base_model=hub_id)
+    max_steps = (config or {}).get("train", {}).get("max_steps")
+    rows = [("Base model", base_text),
+            ("Recipe", f"`{recipe}`" if recipe else "not recorded"),
+            ("Steps", "unknown" if step is None else f"{step}" + (f" of {max_steps}" if max_steps else ""))]
+    if summary is None:
+        rows.append(("Final reward", "not recorded"))
+    else:
+        rows.append(("Final reward", f"{summary['reward']:.4f} at step {step} "
+                                     f"(mean over the last {summary['n_last']} steps: {summary['last']:.4f})"))
+        rows += [(f"Reward `{name}`", f"{value:.4f}") for name, value in sorted(summary["functions"].items())
+                 if isinstance(value, (int, float)) and math.isfinite(value)]
+    rows.append(("Tokenizer", "included" if tokenizer else "**none** (exported with `--no-tokenizer`: add one "
+                                                          "before loading it with `AutoTokenizer`)"))
+    if source:
+        rows.append(("Converted from", f"`{source}`"))
+    table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+    title = f"GRPO checkpoint, step {step}" if step is not None else "Qwen2 checkpoint"
+    body = [f"# {title}", "",
+            "Trained with GRPO by jgrpo (JAX/Flax; the open-rs recipe, arXiv:2503.16219) and exported to "
+            "Hugging Face safetensors; transformers and vLLM load this folder as is.", "", table, ""]
+    if config:
+        import yaml
+
+        body += ["<details><summary>Run config</summary>", "", "```yaml",
+                 yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(), "```", "", "</details>", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))

@@ -7,6 +7,7 @@ stops the run before any work starts, with one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -14,14 +15,28 @@ from typing import Any
 
 import yaml
 
+from jgrpo.config_help import all_keys, unknown_key_hint
 from jgrpo.data import OPEN_RS_SYSTEM_PROMPT
 from jgrpo.grpo.config import LossConfig, OptimizerConfig
+from jgrpo.model import parse_dtype
+from jgrpo.model.attention import ATTENTION_IMPLEMENTATIONS
 from jgrpo.rewards import RewardOptions
 from jgrpo.sampling.base import check_logprobs_mode
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key."""
+
+
+def _at_least(section, minimum, *names) -> None:
+    for name in names:
+        if getattr(section, name) < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {getattr(section, name)}")
+
+
+def _one_of(value, allowed, name) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} {value!r} is not one of {tuple(allowed)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,115 +48,176 @@ class TinyModelConfig:
     num_hidden_layers: int = 2
     num_attention_heads: int = 2
     num_key_value_heads: int = 1
-    seed: int = 0
+    seed: int = 0  # initialisation seed of the tiny model
+
+    def __post_init__(self):
+        _at_least(self, 1, "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                  "num_key_value_heads")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    path: str | None = None  # a Hugging Face Qwen2 folder; empty: build `tiny` into the run folder
-    param_dtype: str = "float32"
-    compute_dtype: str = "float32"
-    remat: bool = False
+    # a Hugging Face Qwen2 folder, or a Hub id (org/name[@revision], through the HF cache); null:
+    # build `tiny` into the run folder
+    path: str | None = None
+    param_dtype: str = "float32"  # the trained (master) weights
+    compute_dtype: str = "float32"  # matmuls, the frozen reference and vLLM's weights
+    remat: bool = False  # recompute each layer's activations in the backward pass (less memory)
+    # fused: jax.nn.dot_product_attention (cuDNN's flash attention on GPUs) in the training forward
+    # and log-prob passes; einsum: scores materialised, the reference path. auto: fused on GPUs,
+    # einsum elsewhere (faster on CPUs).
+    attention: str = "auto"
     tiny: TinyModelConfig = TinyModelConfig()
+
+    def __post_init__(self):
+        _one_of(self.attention, ATTENTION_IMPLEMENTATIONS, "attention")
+        for name in ("param_dtype", "compute_dtype"):
+            try:
+                parse_dtype(getattr(self, name))
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    # "arithmetic" (the built-in toy task), a JSONL/Parquet file, "bundled:deepscaler_math", or a
-    # Hugging Face dataset name (needs the `datasets` package and network).
+    # "arithmetic" (the built-in toy task), a .jsonl/.json/.csv/.parquet file, a dataset folder
+    # (save_to_disk, or a Hub-style repository), "bundled:deepscaler_math", or a Hugging Face dataset
+    # name (e.g. knoveleng/open-rs; with HF_HUB_OFFLINE=1 only the local caches are read).
     source: str = "arithmetic"
-    split: str = "train"
-    problem_column: str = "problem"
-    answer_column: str = "answer"
-    solution_column: str | None = "solution"
-    drop_missing_answers: bool = False
-    tokenizer: str | None = None  # default: the model folder's own tokenizer
-    system_prompt: str | None = OPEN_RS_SYSTEM_PROMPT
-    max_prompt_length: int = 512
+    subset: str | None = None  # a Hub dataset's subset (its config name); null: its default or only one
+    split: str = "train"  # also datasets' slices, e.g. "train[:1000]"
+    problem_column: str = "problem"  # the question the prompt is built from
+    answer_column: str = "answer"  # the final answer, graded by accuracy/cosine
+    solution_column: str | None = "solution"  # a worked solution (open-rs grades against it)
+    drop_missing_answers: bool = False  # skip rows without an answer instead of stopping
+    tokenizer: str | None = None  # null: the model folder's own tokenizer
+    system_prompt: str | None = OPEN_RS_SYSTEM_PROMPT  # null: no system message
+    max_prompt_length: int = 512  # prompt tokens the training forward keeps (left-truncated)
     arithmetic_max_operand: int = 9  # the toy task: a + b with 0 <= a, b <= this
+
+    def __post_init__(self):
+        _at_least(self, 1, "max_prompt_length")
+        _at_least(self, 0, "arithmetic_max_operand")
 
 
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
-    engine: str = "jax"  # jax | vllm
-    num_generations: int = 6
+    engine: str = "jax"  # the native JAX sampler, or vLLM in this process
+    num_generations: int = 6  # completions per prompt (GRPO's group)
+    # > 0: GRPO compares different completions of one prompt, and greedy decoding makes them equal.
     temperature: float = 0.7
-    top_p: float = 1.0
-    top_k: int = 0
-    max_completion_length: int = 3584
+    top_p: float = 1.0  # nucleus sampling; 1.0: off
+    top_k: int = 0  # 0: off
+    max_completion_length: int = 3584  # new tokens per completion
     # The distribution the sampler's log-probs describe (jgrpo.sampling.LOGPROBS_MODES): "raw" is the
     # model's softmax before temperature and top-k/top-p, "processed" the one tokens were drawn from.
     logprobs_mode: str = "raw"
-    # vLLM only
-    gpu_memory_utilization: float = 0.7
-    max_model_len: int = 4608
-    enforce_eager: bool = False
-    enable_prefix_caching: bool = True
-    weight_sync: str = "memory"  # memory | folder
-    sync_folder: str = "/dev/shm/jgrpo-weights"
+    # (vLLM) Share of the rollout GPU vLLM takes (weights + KV cache). null: 0.7 (open-rs) on a GPU
+    # of its own; on the CPU a KV cache for 16 full-length sequences (vLLM's CPU build reads this
+    # share as one of the node's RAM and refuses to start when that much is not free). A GPU that
+    # vLLM shares with JAX (devices.trainer_gpus == rollout_gpus) needs a value: JAX gets the rest.
+    gpu_memory_utilization: float | None = None
+    # (vLLM) Longest prompt + completion vLLM holds. null: data.max_prompt_length +
+    # max_completion_length; checked against the model's max_position_embeddings.
+    max_model_len: int | None = None
+    enforce_eager: bool = False  # (vLLM) no CUDA graphs: faster start, slower generation
+    enable_prefix_caching: bool = True  # (vLLM) reuse the KV cache of a prompt's shared prefix
+    weight_sync: str = "memory"  # (vLLM) memory: DLPack, no host copy on GPUs; folder: safetensors files
+    sync_folder: str | None = None  # (vLLM) for weight_sync folder; null: <train.output_dir>/vllm_weights
 
     def __post_init__(self):
-        if self.engine not in ("jax", "vllm"):
-            raise ValueError(f"engine {self.engine!r} is not one of ('jax', 'vllm')")
+        _one_of(self.engine, ("jax", "vllm"), "engine")
         check_logprobs_mode(self.logprobs_mode)
-        if self.weight_sync not in ("memory", "folder"):
-            raise ValueError(f"weight_sync {self.weight_sync!r} is not one of ('memory', 'folder')")
+        _one_of(self.weight_sync, ("memory", "folder"), "weight_sync")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}: GRPO needs different completions "
+                             "of one prompt, and greedy decoding makes every group's rewards equal")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        _at_least(self, 0, "top_k")
+        _at_least(self, 1, "max_completion_length")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization < 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1), got {self.gpu_memory_utilization}")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
 
 
 @dataclasses.dataclass(frozen=True)
 class RewardsConfig:
-    funcs: tuple[str, ...] = ("format", "accuracy")
-    weights: tuple[float, ...] = (1.0, 2.0)
+    funcs: tuple[str, ...] = ("format", "accuracy")  # built-in names or module:function import paths
+    weights: tuple[float, ...] | None = None  # one per func; null: 1.0 each (TRL's default)
     options: RewardOptions = RewardOptions()
 
     def __post_init__(self):
+        if not self.funcs:
+            raise ValueError("funcs is empty: name at least one reward function")
+        if self.weights is None:
+            object.__setattr__(self, "weights", (1.0,) * len(self.funcs))
         if len(self.funcs) != len(self.weights):
-            raise ValueError(f"{len(self.funcs)} reward funcs but {len(self.weights)} weights")
+            raise ValueError(f"{len(self.funcs)} reward funcs but {len(self.weights)} weights "
+                             "(null weights: 1.0 each)")
+        if not all(math.isfinite(w) for w in self.weights):
+            raise ValueError(f"weights must be finite numbers, got {list(self.weights)}")
 
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    data: int = 1
-    fsdp: int = -1  # -1: all remaining devices
-    tp: int = 1
+    data: int = 1  # pure data parallelism
+    fsdp: int = -1  # data parallelism with sharded weights and optimizer state; -1: all remaining devices
+    tp: int = 1  # tensor parallelism
+
+    def __post_init__(self):
+        for name in ("data", "fsdp", "tp"):
+            if getattr(self, name) < 1 and getattr(self, name) != -1:
+                raise ValueError(f"{name} must be >= 1 or -1 (the remaining devices), got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    output_dir: str = "runs/run"
-    max_steps: int = 500
-    prompts_per_step: int = 12
-    seed: int = 42
-    save_steps: int = 50
-    keep_checkpoints: int = 3
-    export_hf: str = "final"  # final | every | none: Hugging Face folders next to the Orbax checkpoints
+    output_dir: str = "runs/run"  # metrics, checkpoints, exports and plots of the run
+    max_steps: int = 500  # GRPO steps (each: generate, reward, update); the schedule spans them
+    prompts_per_step: int = 12  # prompts per step; completions = this x rollout.num_generations
+    seed: int = 42  # data order and sampling
+    save_steps: int = 50  # an Orbax checkpoint every this many steps (and at the last)
+    keep_checkpoints: int = 3  # the newest this many are kept
+    # JAX's persistent compilation cache, so a rerun of the same shapes skips compiling. "auto":
+    # JAX_COMPILATION_CACHE_DIR when set, else $XDG_CACHE_HOME/jgrpo/jax (~/.cache/jgrpo/jax);
+    # a folder; or null to compile every run afresh.
+    compilation_cache: str | None = "auto"
+    export_hf: str = "final"  # Hugging Face folders next to the Orbax checkpoints: at the end, at each save, or none
     mesh: MeshConfig = MeshConfig()
 
     def __post_init__(self):
-        if self.export_hf not in ("final", "every", "none"):
-            raise ValueError(f"export_hf {self.export_hf!r} is not one of ('final', 'every', 'none')")
-        for name in ("max_steps", "prompts_per_step", "save_steps", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _one_of(self.export_hf, ("final", "every", "none"), "export_hf")
+        _at_least(self, 1, "max_steps", "prompts_per_step", "save_steps", "keep_checkpoints")
 
 
 @dataclasses.dataclass(frozen=True)
 class DevicesConfig:
     """GPU layout (jgrpo.devices): which GPUs train and which generate. Off on CPU."""
 
-    gpu_layout: bool = False
-    trainer_gpus: tuple[int, ...] = (0, 1, 2)
-    rollout_gpus: tuple[int, ...] = (3,)
-    jax_memory_fraction: float = 0.9
+    gpu_layout: bool = False  # apply the layout below (GPUs only)
+    trainer_gpus: tuple[int, ...] = (0, 1, 2)  # GPU ids JAX trains on
+    rollout_gpus: tuple[int, ...] = (3,)  # GPU ids that generate; the trainer's own: colocated
+    jax_memory_fraction: float = 0.9  # share of each GPU JAX may take when it shares none with vLLM
+
+    def __post_init__(self):
+        if min(self.trainer_gpus + self.rollout_gpus, default=0) < 0:
+            raise ValueError("GPU ids must be >= 0")
+        if not 0 < self.jax_memory_fraction <= 1:
+            raise ValueError(f"jax_memory_fraction must be in (0, 1], got {self.jax_memory_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)
 class LogConfig:
-    tensorboard: bool = True
-    wandb: bool = False
+    tensorboard: bool = True  # TensorBoard events in <output_dir>/tensorboard
+    wandb: bool = False  # Weights & Biases (needs wandb installed and logged in)
     wandb_project: str = "jgrpo"
     completions_per_step: int = 2  # sample completions written to completions.jsonl
-    plots: bool = True
+    plots: bool = True  # PNG curves in <output_dir>/plots at the end
+
+    def __post_init__(self):
+        _at_least(self, 0, "completions_per_step")
 
 
 # Keys of the library sections that the run derives from other sections instead of reading them.
@@ -286,7 +362,7 @@ def build(cls, values: dict[str, Any], prefix: str = "", derived_ok: bool = Fals
         if full in DERIVED and not derived_ok:
             raise ConfigError(f"config key {full} is not settable: it follows {DERIVED[full]}")
         if key not in names:
-            raise ConfigError(f"unknown config key {full!r} (known in this section: {', '.join(names)})")
+            raise ConfigError(f"unknown config key {full!r}: {unknown_key_hint(full, all_keys(RunConfig()))}")
         kwargs[key] = _coerce(value, hints[key], full, derived_ok)
     try:
         return cls(**kwargs)
@@ -351,17 +427,3 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
     tmp.replace(path)
-
-
-def describe_keys(cls=RunConfig, prefix: str = "") -> list[str]:
-    """Every settable key with its default, for --help."""
-    lines = []
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        full = prefix + f.name
-        value = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(value):
-            lines += describe_keys(type(value), full + ".")
-        elif full not in DERIVED:
-            lines.append(f"  --{full} (default: {value!r})")
-    return lines

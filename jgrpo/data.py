@@ -1,14 +1,17 @@
 """Training prompts: load a dataset, map its columns, apply the chat template, batch.
 
-Pipeline: :func:`load_examples` (JSONL, Parquet, a bundled set or a Hugging Face dataset)
+Pipeline: :func:`load_examples` (JSONL, JSON, CSV, Parquet, a dataset folder, a bundled set or a
+Hugging Face dataset)
 -> :func:`encode_prompts` (chat template + token ids) -> :class:`PromptBatcher` (seeded,
 resumable batches of prompts, each to be sampled ``num_generations`` times).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +46,7 @@ BUNDLED_TOKENIZER_DIR = ASSETS_DIR / "tokenizer" / "deepseek-r1-distill-qwen-1.5
 # Use as ``load_examples("bundled:deepscaler_math", ...)``.
 BUNDLED_DATASETS = {"deepscaler_math": ASSETS_DIR / "train" / "deepscaler_math.jsonl"}
 _BUNDLED_PREFIX = "bundled:"
-_FILE_SUFFIXES = (".jsonl", ".parquet", ".json", ".csv", ".txt")
+_FILE_SUFFIXES = (".jsonl", ".parquet", ".json", ".csv", ".tsv", ".txt", ".arrow")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -56,10 +59,22 @@ class DatasetError(ValueError):
 # ---------------------------------------------------------------------------------------
 
 
-def read_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
-    """Rows of a ``.jsonl`` or ``.parquet`` file, a bundled set (``"bundled:<name>"``) or a
-    Hugging Face dataset name (``"owner/name"``, read with ``datasets``; ``split`` applies
-    only there)."""
+def read_rows(source: str | Path, split: str = "train", subset: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a dataset, in order:
+
+    - a file: ``.jsonl``, ``.json`` (an array of objects, or JSON lines), ``.csv`` (a header
+      row; every value read as text) or ``.parquet``;
+    - a folder: one written by ``datasets``' ``save_to_disk``, or a dataset repository laid out
+      as on the Hub (a ``git clone``, or data files with an optional README.md of subsets);
+    - ``"bundled:<name>"``: a set shipped with jgrpo (:data:`BUNDLED_DATASETS`);
+    - a Hugging Face dataset name (``"owner/name"``), read with ``datasets.load_dataset``.
+      Offline (``HF_HUB_OFFLINE=1``, or the Hub unreachable) it comes from ``datasets``' own
+      cache, else from the Hub cache's snapshot (``hf download --repo-type dataset NAME``).
+
+    ``split`` and ``subset`` (a Hub dataset's configuration, e.g. a README.md ``config_name``;
+    None: its default or only one) apply to folders and Hub names; ``split`` also takes
+    ``datasets``' slices (``"train[:1000]"``).
+    """
     source = str(source)
     if source.startswith(_BUNDLED_PREFIX):
         name = source.removeprefix(_BUNDLED_PREFIX)
@@ -67,22 +82,33 @@ def read_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
             raise DatasetError(
                 f"unknown bundled dataset {name!r}; bundled: {', '.join(sorted(BUNDLED_DATASETS))}"
             )
+        _no_subset(source, subset)
         return _read_jsonl(BUNDLED_DATASETS[name])
     path = Path(source).expanduser()
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix == ".jsonl":
-            return _read_jsonl(path)
-        if suffix == ".parquet":
-            return _read_parquet(path)
-        raise DatasetError(
-            f"{path}: unsupported dataset file type {suffix!r}; use .jsonl or .parquet"
-        )
+        reader = _FILE_READERS.get(suffix)
+        if reader is None:
+            raise DatasetError(
+                f"{path}: unsupported dataset file type {suffix!r}; use .jsonl, .json, .csv or "
+                ".parquet, a dataset folder or a Hugging Face dataset name"
+            )
+        _no_subset(path, subset)
+        return reader(path)
+    if path.is_dir():
+        return _read_folder(path, subset, split, label=str(path))
     if path.exists():
-        raise DatasetError(f"{path} is not a file; give a .jsonl or .parquet file")
+        raise DatasetError(f"{path} is neither a file nor a folder")
     if path.suffix.lower() in _FILE_SUFFIXES or not _HUB_NAME.match(source):
         raise FileNotFoundError(f"dataset file not found: {path}")
-    return _read_hub(source, split)
+    return _read_hub(source, subset, split)
+
+
+def _no_subset(source, subset: str | None) -> None:
+    if subset is not None:
+        raise DatasetError(
+            f"{source}: a subset ({subset!r}) applies only to Hugging Face datasets and dataset folders"
+        )
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -101,6 +127,55 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    """An array of objects; or an object holding one such array (``{"data": [...]}``); or JSON
+    lines saved as ``.json`` (``datasets``' ``to_json`` writes those)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("{"):
+            return _read_jsonl(path)
+        raise DatasetError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+    if isinstance(data, dict):
+        tables = [v for v in data.values() if _is_rows(v)]
+        data = tables[0] if len(tables) == 1 else [data]
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: a .json dataset must be an array of objects, not a {type(data).__name__}")
+    for index, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}: item {index} of the array is a {type(row).__name__}, not an object")
+    return data
+
+
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    """Every value as text, exactly as written (``"007"`` stays ``"007"``); an empty cell is an
+    empty string, so an empty answer counts as missing."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return []
+            rows = []
+            for record in reader:
+                if not record:
+                    continue
+                if len(record) != len(header):
+                    raise DatasetError(
+                        f"{path}:{reader.line_num}: {len(record)} fields, the header has {len(header)}"
+                    )
+                rows.append(dict(zip(header, record)))
+        except csv.Error as exc:
+            raise DatasetError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from exc
+    return rows
+
+
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
     try:
         import pyarrow.parquet
@@ -108,23 +183,112 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         raise DatasetError(
             f"{path}: reading Parquet needs the 'pyarrow' package (pip install pyarrow)"
         ) from exc
-    return pyarrow.parquet.read_table(path).to_pylist()
+    try:
+        return pyarrow.parquet.read_table(path).to_pylist()
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise DatasetError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
 
 
-def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
+_FILE_READERS = {
+    ".jsonl": _read_jsonl,
+    ".json": _read_json,
+    ".csv": _read_csv,
+    ".tsv": _read_csv,
+    ".parquet": _read_parquet,
+}
+
+
+def _datasets(source: str):
     try:
         import datasets
     except ImportError as exc:
         raise DatasetError(
-            f"{name!r} is not a local file; reading it from the Hugging Face Hub needs the "
-            "'datasets' package (pip install datasets)"
+            f"{source}: reading it needs the 'datasets' package (pip install datasets)"
         ) from exc
+    return datasets
+
+
+def _read_folder(path: Path, subset: str | None, split: str, label: str) -> list[dict[str, Any]]:
+    """A ``save_to_disk`` folder (a single saved split is used whole), or a dataset repository
+    folder read by ``datasets.load_dataset``."""
+    datasets = _datasets(label)
+    saved_dict, saved_one = path / "dataset_dict.json", path / "state.json"
+    if saved_dict.is_file() or saved_one.is_file():
+        _no_subset(label, subset)
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except Exception as exc:
+            raise DatasetError(f"{label}: cannot read this save_to_disk folder ({_first_line(exc)})") from None
+        if isinstance(loaded, datasets.Dataset):
+            return loaded.to_list()
+        return _split_rows(loaded, split, label, lambda: loaded[split])
+    loaded = _load_dataset(datasets, str(path), subset, label)
+    return _split_rows(loaded, split, label, lambda: datasets.load_dataset(str(path), subset, split=split))
+
+
+def _read_hub(name: str, subset: str | None, split: str) -> list[dict[str, Any]]:
+    from jgrpo import hub
+
+    datasets = _datasets(repr(name))
+    label = f"Hugging Face dataset {name!r}"
     try:
-        return datasets.load_dataset(name, split=split).to_list()
+        loaded = datasets.load_dataset(name, subset)
+    except Exception as exc:
+        if not (isinstance(exc, ConnectionError) or hub.offline()):
+            raise DatasetError(_load_error(datasets, name, subset, exc, label)) from None
+        # Offline or the Hub unreachable, and not in datasets' own cache (or not this subset):
+        # the files a `hf download` or an earlier online run left in the Hub cache.
+        folder = hub.cached_dataset(name)
+        if folder is None:
+            reason = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hub cannot be reached"
+            raise DatasetError(
+                f"{label} is not a local file or folder, {reason}, and neither the datasets cache nor "
+                f"the Hub cache ({hub.hub_cache()}) holds it: run once with network access or "
+                f"`hf download --repo-type dataset {name}`"
+            ) from None
+        return _read_folder(folder, subset, split, label)
+    return _split_rows(loaded, split, label, lambda: datasets.load_dataset(name, subset, split=split))
+
+
+def _load_dataset(datasets, path: str, subset: str | None, label: str):
+    try:
+        return datasets.load_dataset(path, subset)
+    except Exception as exc:
+        raise DatasetError(_load_error(datasets, path, subset, exc, label)) from None
+
+
+def _load_error(datasets, path: str, subset: str | None, exc: Exception, label: str) -> str:
+    """One line: an unknown or missing subset names the available ones."""
+    if isinstance(exc, ValueError) and ("BuilderConfig" in str(exc) or "Config name is missing" in str(exc)):
+        try:
+            names = datasets.get_dataset_config_names(path)
+        except Exception:
+            names = None
+        if names and (subset is not None or len(names) > 1):
+            if subset is None:
+                return f"{label} has several subsets; choose one of: {', '.join(names)}"
+            return f"{label} has no subset {subset!r}; subsets: {', '.join(names)}"
+    return f"cannot load {label}" + (f" (subset {subset!r})" if subset else "") + f": {_first_line(exc)}"
+
+
+def _split_rows(loaded, split: str, label: str, load_split) -> list[dict[str, Any]]:
+    """``loaded[split]``; a slice or sum of splits (``"train[:100]"``) is loaded by ``load_split``."""
+    if split in loaded:
+        return loaded[split].to_list()
+    available = ", ".join(loaded)
+    if not any(c in split for c in "[+"):
+        raise DatasetError(f"{label} has no split {split!r}; splits: {available}")
+    try:
+        return load_split().to_list()
     except Exception as exc:
         raise DatasetError(
-            f"cannot load Hugging Face dataset {name!r} (split {split!r}): {exc}"
-        ) from exc
+            f"{label}: cannot read split {split!r} ({_first_line(exc)}); splits: {available}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,14 +329,15 @@ def load_examples(
     columns: ColumnMap = ColumnMap(),
     split: str = "train",
     drop_missing_answers: bool = False,
+    subset: str | None = None,
 ) -> LoadedDataset:
-    """Read a dataset and map it to :class:`Example` rows.
+    """Read a dataset (any source :func:`read_rows` takes) and map it to :class:`Example` rows.
 
     A missing problem/answer column, or a row with an empty problem, raises
     :class:`DatasetError`. So does a row with an empty answer, unless
     ``drop_missing_answers`` (such rows are then listed in ``dropped_ids``).
     """
-    rows = read_rows(source, split)
+    rows = read_rows(source, split, subset)
     if not rows:
         raise DatasetError(f"{source}: the dataset is empty")
     present = set().union(*(row.keys() for row in rows))
@@ -217,6 +382,8 @@ def _answer_text(value: Any, where: str) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if math.isnan(value):  # a missing value in a pandas-written Parquet file
+            return None
         # Some sources store integer answers as floats (AMC's 27.0).
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, str):

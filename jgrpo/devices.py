@@ -10,13 +10,19 @@ The default is open-rs's layout on 4 x A40: GPUs 0-2 train, GPU 3 generates with
   vLLM's gpu_memory_utilization leaves, and vLLM must start before JAX's memory use grows.
 - With the JAX sampler the rollout GPUs are JAX devices too: `split_devices` gives the trainer's
   and the sampler's devices for their meshes.
+- GPU ids count the GPUs this process may see: the entries of a CUDA_VISIBLE_DEVICES the user set,
+  else every GPU the NVIDIA driver lists. An id beyond them is refused before anything starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Literal
+
+_DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the NVIDIA driver knows
+DEFAULT_VLLM_GPU_MEMORY_UTILIZATION = 0.7  # open-rs's share of a GPU that vLLM has to itself
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +30,7 @@ class DeviceLayout:
     trainer_gpus: tuple[int, ...] = (0, 1, 2)  # physical GPU ids
     rollout_gpus: tuple[int, ...] = (3,)  # may equal trainer_gpus: colocated
     rollout_engine: Literal["vllm", "jax"] = "vllm"
-    vllm_gpu_memory_utilization: float = 0.7  # share of a rollout GPU vLLM takes (weights + KV cache)
+    vllm_gpu_memory_utilization: float = DEFAULT_VLLM_GPU_MEMORY_UTILIZATION  # weights + KV cache
     jax_memory_fraction: float = 0.9  # share of a GPU JAX may use when it shares none with vLLM
     headroom: float = 0.05  # left free on a shared GPU for CUDA contexts and fragmentation
 
@@ -41,16 +47,27 @@ class DeviceLayout:
     def colocated(self) -> bool:
         return set(self.trainer_gpus) == set(self.rollout_gpus)
 
-    def environment(self) -> dict[str, str]:
-        """The environment variables this layout needs."""
+    def check_gpus_exist(self, visible: list[str]) -> None:
+        """ValueError naming the configured GPU ids that `visible` (see `visible_gpus`) lacks."""
+        missing = sorted(i for i in set(self.trainer_gpus + self.rollout_gpus) if not 0 <= i < len(visible))
+        if missing:
+            seen = f"{len(visible)} GPU{'s' if len(visible) != 1 else ''}" if visible else "no GPU"
+            raise ValueError(f"devices.trainer_gpus {list(self.trainer_gpus)} / rollout_gpus {list(self.rollout_gpus)} "
+                             f"name GPU {', '.join(map(str, missing))}, but this process sees {seen} (CUDA_VISIBLE_DEVICES or the "
+                             "NVIDIA driver); on one GPU use conf/open_rs3_1gpu.yaml, on a CPU set "
+                             "devices.gpu_layout false")
+
+    def environment(self, visible: list[str] | None = None) -> dict[str, str]:
+        """The environment variables this layout needs; `visible` maps the layout's GPU ids to
+        CUDA_VISIBLE_DEVICES entries (default: the ids themselves)."""
         env = {"OMP_WAIT_POLICY": "PASSIVE"}  # spinning OpenMP threads slow JAX + torch in one process 4x
         if self.colocated:
-            visible = self.trainer_gpus
+            order = self.trainer_gpus
         elif self.rollout_engine == "vllm":
-            visible = self.rollout_gpus + self.trainer_gpus
+            order = self.rollout_gpus + self.trainer_gpus
         else:
-            visible = self.trainer_gpus + self.rollout_gpus
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, visible))
+            order = self.trainer_gpus + self.rollout_gpus
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) if visible is None else visible[i] for i in order)
         if self.rollout_engine == "vllm":
             env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-memory weight sync needs vLLM in this process
         if self.colocated and self.rollout_engine == "vllm":
@@ -68,11 +85,22 @@ class DeviceLayout:
         return "all"
 
 
+def visible_gpus(environ=os.environ, driver_gpus: Path = _DRIVER_GPUS) -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries: the user's list when set,
+    else one per GPU the NVIDIA driver lists (none on a machine without the driver)."""
+    if environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [g.strip() for g in environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    return [str(i) for i in range(len(list(driver_gpus.iterdir())))] if driver_gpus.is_dir() else []
+
+
 def apply_layout(layout: DeviceLayout, environ=os.environ) -> dict[str, str]:
-    """Sets the layout's environment and JAX's visible GPUs; returns what it set."""
+    """Checks the layout's GPUs exist, then sets its environment and JAX's visible GPUs; returns
+    what it set."""
     import jax
 
-    env = layout.environment()
+    visible = visible_gpus(environ)
+    layout.check_gpus_exist(visible)
+    env = layout.environment(visible)
     environ.update(env)
     jax.config.update("jax_cuda_visible_devices", layout.jax_visible_devices())
     return env

@@ -239,7 +239,7 @@ def evaluate(engine, benchmarks: Sequence[BenchmarkPrompts], settings: EvalSetti
 
 
 def build_engine(kind: str, model_dir: Path, tokenizer, *, dtype: str, longest_prompt: int, max_new_tokens: int,
-                 seed: int, enforce_eager: bool, gpu_memory_utilization: float):
+                 seed: int, enforce_eager: bool, gpu_memory_utilization: float | None, log_file: Path | None = None):
     """The JAX engine on the model loaded over every device (FSDP mesh), or vLLM started straight
     from the folder (the JAX model is never loaded then)."""
     from jgrpo.model import ConfigError, DtypePolicy, make_mesh
@@ -267,7 +267,8 @@ def build_engine(kind: str, model_dir: Path, tokenizer, *, dtype: str, longest_p
 
     return VllmEngine(model_dir, eos_token_ids=eos, tokenizer=tokenizer, dtype=dtype,
                       max_model_len=longest_prompt + max_new_tokens,
-                      seed=seed, enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization)
+                      seed=seed, enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization,
+                      log_file=log_file)
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,7 +283,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m jgrpo.evaluate", description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", required=True, type=Path, help="Hugging Face Qwen2 folder (weights and tokenizer)")
+    p.add_argument("--model", required=True, type=Path, help="Hugging Face Qwen2 folder (weights and tokenizer), or a Hub id (org/name)")
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="comma-separated names (default: %(default)s)")
     p.add_argument("--samples", type=int, default=1, help="samples per problem: the k of avg@k and pass@k (default: 1)")
     p.add_argument("--engine", choices=ENGINES, default="vllm", help="rollout engine (default: vllm)")
@@ -298,8 +299,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
                    help="weights and compute (default: %(default)s)")
     p.add_argument("--enforce-eager", action="store_true", help="vLLM: no CUDA graphs (faster start)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9,
-                   help="vLLM's share of its GPU (default: %(default)s)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=None,
+                   help="vLLM's share of its GPU (default: 0.7 on a GPU; on the CPU, where vLLM would read it as "
+                        "a share of the RAM, a KV cache sized for 16 full-length sequences)")
     p.add_argument("--grader-deadline", type=float, default=GradingOptions.deadline_s,
                    help="seconds math-verify may spend on one completion (default: %(default)s)")
     return p
@@ -316,10 +318,14 @@ def _benchmark_names(spec: str) -> list[str]:
 
 
 def _check_args(args) -> None:
-    if not args.model.is_dir():
-        raise EvalError(f"model folder not found: {args.model}")
-    if not (args.model / "config.json").is_file():
-        raise EvalError(f"{args.model} has no config.json: not a Hugging Face model folder")
+    from jgrpo.hub import HubError, resolve_model
+
+    # Named before a Hub id turns into its snapshot folder (a hash).
+    args.name = args.name or (args.model.resolve().name if args.model.exists() else args.model.name)
+    try:
+        args.model = resolve_model(str(args.model))
+    except HubError as e:
+        raise EvalError(str(e)) from None
     for flag, value in (("--samples", args.samples), ("--max-new-tokens", args.max_new_tokens),
                         ("--batch-size", args.batch_size), ("--limit", args.limit)):
         if value is not None and value < 1:
@@ -361,11 +367,13 @@ def run(argv: Sequence[str]) -> int:
     tokenizer = _load_tokenizer(args.model)
     benchmarks = prepare_prompts(names, tokenizer, settings.limit)
     longest = max(len(p.token_ids) for b in benchmarks for p in b.prompts)
+    output.mkdir(parents=True, exist_ok=True)
     engine = build_engine(args.engine, args.model, tokenizer, dtype=args.dtype, longest_prompt=longest,
                           max_new_tokens=settings.max_new_tokens, seed=settings.seed,
-                          enforce_eager=args.enforce_eager, gpu_memory_utilization=args.gpu_memory_utilization)
+                          enforce_eager=args.enforce_eager, gpu_memory_utilization=args.gpu_memory_utilization,
+                          log_file=output / "vllm.log")
     meta = {"model_path": str(args.model.resolve()), "engine": args.engine, "dtype": args.dtype}
-    _, table = evaluate(engine, benchmarks, settings, output, args.name or args.model.resolve().name, meta,
+    _, table = evaluate(engine, benchmarks, settings, output, args.name, meta,
                         GradingOptions(deadline_s=args.grader_deadline))
     print(table, end="")
     print(f"wrote {output}/results.md, results.json and one JSONL per benchmark", file=sys.stderr)

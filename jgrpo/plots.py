@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from jgrpo.run_log import METRICS_FILE
+from jgrpo.run_log import read_metrics
 
 CURVES = {
     "reward": "reward",
@@ -32,10 +31,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    rows = read_metrics(run_dir)
     out_dir = run_dir / "plots"
     out_dir.mkdir(exist_ok=True)
     written = []

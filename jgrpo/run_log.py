@@ -24,6 +24,14 @@ def _truncate_after(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl, one per step; FileNotFoundError when it has none."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
 def _finite(value: float):
     return value if math.isfinite(value) else None  # JSON has no NaN
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -21,17 +20,19 @@ from flax import nnx
 from tqdm import tqdm
 
 from jgrpo.checkpoint import Checkpoints
-from jgrpo.config import ConfigError, RunConfig, describe_keys, load_config, save_config
+from jgrpo.config import DERIVED, ConfigError, RunConfig, load_config, save_config
+from jgrpo.config_help import describe_keys
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
-from jgrpo.devices import DeviceLayout, apply_layout, split_devices
+from jgrpo.devices import DEFAULT_VLLM_GPU_MEMORY_UTILIZATION, DeviceLayout, apply_layout, split_devices
 from jgrpo.distributed import (any_process, barrier, broadcast_from_main, initialize_from_environment,
                                is_main_process, to_global, to_host)
-from jgrpo.grpo import RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step
+from jgrpo.grpo import (RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step,
+                        schedule_extends)
 from jgrpo.model import ConfigError as ModelConfigError
-from jgrpo.model import DtypePolicy, Qwen2Config, batch_sharding, data_parallel_size, make_mesh
+from jgrpo.model import DtypePolicy, Qwen2Config, ShardingError, batch_sharding, data_parallel_size, make_mesh
 from jgrpo.plots import plot_run
 from jgrpo.rewards import FINISH_REASON_COLUMN, TOKEN_LENGTHS_COLUMN, build_reward_fn
-from jgrpo.run_log import RunLogger
+from jgrpo.run_log import RunLogger, read_metrics
 from jgrpo.sampling import SamplingParams, make_engine, pow2_at_least, stop_token_ids
 from jgrpo.tasks import arithmetic
 from ports import CheckpointError
@@ -41,20 +42,36 @@ from ports.orbax_ckpt import abstract
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tiny.yaml"
 USAGE = "usage: python -m jgrpo.train [--config FILE] [--resume] [--section.key VALUE ...]"
+HELP = f"""{USAGE}
+
+GRPO training. With no arguments: the CPU default (conf/tiny.yaml), a tiny Qwen2 learning
+single-digit addition from rewards. The paper's recipes: --config conf/open_rs3.yaml --model.path DIR.
+
+  --config FILE   a YAML config (sections and keys as below)
+  --resume        continue the run in train.output_dir from its newest checkpoint
+  --section.key VALUE (or --section.key=VALUE) overrides one key; lists as a,b or [a, b]; null for none
+
+Keys, with their values in the config being loaded:"""
 
 
 class SetupError(ValueError):
     """Something about the run's inputs or outputs that stops it before any work starts."""
 
 
-def parse_args(argv: list[str]) -> tuple[Path | None, dict[str, str], bool]:
-    config, overrides, resume = None, {}, False
+class RunComplete(Exception):
+    """--resume on a run that already reached train.max_steps: nothing to do."""
+
+
+def parse_args(argv: list[str]) -> tuple[Path | None, dict[str, str], bool, bool]:
+    """(config file, overrides, resume, help)."""
+    config, overrides, resume, show_help = None, {}, False, False
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg in ("-h", "--help"):
-            print(USAGE + "\n\nsettable keys:\n" + "\n".join(describe_keys()))
-            sys.exit(0)
+            show_help = True
+            i += 1
+            continue
         if arg == "--resume":
             resume = True
             i += 1
@@ -74,7 +91,7 @@ def parse_args(argv: list[str]) -> tuple[Path | None, dict[str, str], bool]:
         i += 1
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
-    return config, overrides, resume
+    return config, overrides, resume, show_help
 
 
 def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,12 +119,30 @@ class Trainer:
         self.cfg = cfg
         self.is_main = is_main_process()  # in a multi-host run, process 0 writes the run's files
         self.run_dir = Path(cfg.train.output_dir)
+        self._started = time.perf_counter()
+        # Everything that can be checked is checked before the first file is written.
         self._check_output_dir()
-        self.checkpoints = Checkpoints(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
-        latest = self.checkpoints.latest_step()
+        # Made here only when the run has checkpoints already; a new run makes it once set up.
+        self.checkpoints = (Checkpoints(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
+                            if (self.run_dir / "checkpoints").is_dir() else None)
+        latest = self.checkpoints.latest_step() if self.checkpoints else None
         if latest is not None and not resume:
             raise SetupError(f"{self.run_dir} already holds checkpoints (step {latest}): pass --resume to "
                              "continue that run, or choose another train.output_dir")
+        if resume and latest is None:
+            raise SetupError(f"--resume: {self.run_dir / 'checkpoints'} holds no checkpoint to resume from")
+        if resume and latest >= cfg.train.max_steps:
+            raise RunComplete(f"{self.run_dir} is complete: its last checkpoint is step {latest} of train.max_steps "
+                              f"{cfg.train.max_steps}; nothing to do")
+        if cfg.log.wandb:
+            try:
+                import wandb  # noqa: F401
+            except ImportError:
+                raise SetupError("log.wandb is true but wandb is not installed (pip install wandb)") from None
+        if cfg.rollout.engine == "vllm" and jax.process_count() > 1:
+            raise SetupError("rollout.engine vllm runs in one process; use the jax engine for multi-host runs")
+        self._say(f"{'resuming' if resume else 'starting'} {self.run_dir}: loading the model's config and tokenizer"
+                  + ("" if cfg.model.path else " (building the tiny model first)"))
         self.model_path = self._model_folder()
         self.model_cfg = Qwen2Config.from_json_file(self.model_path)
         try:
@@ -128,13 +163,15 @@ class Trainer:
                 top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_completion_length, seed=cfg.train.seed)
         except ValueError as e:
             raise SetupError(f"rollout: {e}") from None
-        if cfg.rollout.engine == "vllm" and jax.process_count() > 1:
-            raise SetupError("rollout.engine vllm runs in one process; use the jax engine for multi-host runs")
-        if cfg.log.wandb:
-            try:
-                import wandb  # noqa: F401
-            except ImportError:
-                raise SetupError("log.wandb is true but wandb is not installed (pip install wandb)") from None
+        self.max_model_len = cfg.rollout.max_model_len or cfg.data.max_prompt_length + cfg.rollout.max_completion_length
+        limit = self.model_cfg.max_position_embeddings
+        if cfg.rollout.engine == "vllm" and self.max_model_len > limit:
+            origin = ("rollout.max_model_len" if cfg.rollout.max_model_len else
+                      "data.max_prompt_length + rollout.max_completion_length")
+            raise SetupError(f"{origin} = {self.max_model_len} exceeds the model's max_position_embeddings {limit}")
+        self._say(f"model {self.model_path}: {self.model_cfg.num_hidden_layers} layers, hidden "
+                  f"{self.model_cfg.hidden_size}, vocab {self.model_cfg.vocab_size}; data {cfg.data.source}: "
+                  f"{len(prompts)} prompts")
         try:
             self.reward_fn = build_reward_fn(cfg.rewards.funcs, cfg.rewards.weights, cfg.rewards.options)
         except ValueError as e:  # an unknown reward name or an import path that does not resolve
@@ -153,24 +190,45 @@ class Trainer:
         if cfg.loss.micro_batch_size % dp:
             raise SetupError(f"loss.micro_batch_size {cfg.loss.micro_batch_size} does not split over {dp} "
                              "data-parallel devices")
+        try:
+            self.eos_ids = stop_token_ids(self.model_path, self.tokenizer)
+        except ValueError as e:
+            raise SetupError(str(e)) from None
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        devices = self.mesh.devices.flat
+        self._say(f"devices: {self.mesh.devices.size} x {devices[0].platform} "
+                  f"(mesh {', '.join(f'{k} {v}' for k, v in self.mesh.shape.items())})")
+        self.checkpoints = self.checkpoints or Checkpoints(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
+        if cfg.rollout.engine == "vllm":
+            # Before JAX allocates: on a GPU it shares with JAX, vLLM must find its share free. It
+            # starts from model.path, so its weights already equal the model loaded below.
+            from jgrpo.sampling.vllm_engine import VllmEngine
+
+            self._say(f"starting vLLM (its output: {self.run_dir / 'vllm.log'})")
+            self.engine = VllmEngine(self.model_path, eos_token_ids=self.eos_ids, tokenizer=self.tokenizer,
+                                     **self._engine_options())
         policy = DtypePolicy.from_names(cfg.model.param_dtype, cfg.model.compute_dtype)
-        self.model = load_hf_model(self.model_path, policy=policy, mesh=self.mesh, remat=cfg.model.remat)
+        try:
+            self.model = load_hf_model(self.model_path, policy=policy, mesh=self.mesh, remat=cfg.model.remat,
+                                       attention=cfg.model.attention)
+        except ShardingError as e:
+            raise SetupError(f"train.mesh: {e}") from None
         # The frozen reference is the starting checkpoint, so a resumed run reloads the same one. It
         # never trains, so it is stored in the compute dtype (bf16 halves its memory next to fp32 masters).
         ref_policy = DtypePolicy(policy.compute_dtype, policy.compute_dtype)
         self.ref_params = (nnx.state(load_hf_model(self.model_path, policy=ref_policy, mesh=self.mesh), nnx.Param)
                            if cfg.loss.beta > 0 else None)
         self.graphdef, self.state = init_train_state(self.model, cfg.optim, self.mesh)
+        self._say(f"model loaded: {sum(x.size for x in jax.tree.leaves(self.state.params)) / 1e6:.1f}M parameters, "
+                  f"{cfg.model.param_dtype} weights, {cfg.model.compute_dtype} compute"
+                  + (", frozen reference" if self.ref_params is not None else ""))
         self.start_step = 0
-        try:
-            self.eos_ids = stop_token_ids(self.model_path, self.tokenizer)
-        except ValueError as e:
-            raise SetupError(str(e)) from None
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
-        self.engine = make_engine(cfg.rollout.engine, self.model, eos_token_ids=self.eos_ids,
-                                  tokenizer=self.tokenizer, **self._engine_options())
-        if resume and latest is not None:
+        if cfg.rollout.engine == "jax":
+            self.engine = make_engine("jax", self.model, eos_token_ids=self.eos_ids, tokenizer=self.tokenizer,
+                                      **self._engine_options())
+        if resume:
             self._restore(latest)
+            self._say(f"resumed from step {self.start_step}")
         self.step_fn = make_train_step(self.graphdef, self.state, cfg.loss, cfg.optim, self.mesh)
         self.logprob_fn = make_logprob_fn(self.graphdef, self.state.params, self.mesh,
                                           micro_batch_size=cfg.loss.micro_batch_size,
@@ -181,23 +239,30 @@ class Trainer:
         self._stop_signal = None
 
     # --- setup -------------------------------------------------------------------------------
+    def _say(self, message: str) -> None:
+        """One line per start-up stage, with the seconds since start, on stdout."""
+        if self.is_main:
+            print(f"[{time.perf_counter() - self._started:6.1f}s] {message}", flush=True)
+
     def _check_output_dir(self) -> None:
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            # One per process: the processes of a multi-host run may share this folder.
-            probe = self.run_dir / f".write-test-{socket.gethostname()}-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise SetupError(f"output folder {self.run_dir} is not writable ({e.strerror})") from None
+        """That the output folder exists and is writable, or can be made: without making it."""
+        existing = self.run_dir.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise SetupError(f"output folder {self.run_dir} cannot be made: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise SetupError(f"output folder {self.run_dir} is not writable ({existing} is read-only)")
 
     def _model_folder(self) -> Path:
         cfg = self.cfg
-        if cfg.model.path:
-            path = Path(cfg.model.path)
-            if not (path / "config.json").is_file():
-                raise SetupError(f"model folder {path} not found or has no config.json")
-            return path
+        if cfg.model.path:  # a local folder, or a Hub id resolved through the Hugging Face cache
+            from jgrpo.hub import HubError, resolve_model
+
+            try:
+                return resolve_model(cfg.model.path)
+            except HubError as e:
+                raise SetupError(f"model.path: {e}") from None
         if cfg.data.source != "arithmetic":
             raise SetupError("model.path is required unless data.source is 'arithmetic' (the built-in task)")
         path = self.run_dir / "initial_model"
@@ -214,22 +279,29 @@ class Trainer:
         if d.source == "arithmetic":
             return arithmetic.encode(self.tokenizer, arithmetic.examples(d.arithmetic_max_operand))
         columns = ColumnMap(problem=d.problem_column, answer=d.answer_column, solution=d.solution_column)
-        dataset = load_examples(d.source, columns, d.split, d.drop_missing_answers)
+        dataset = load_examples(d.source, columns, d.split, d.drop_missing_answers, subset=d.subset)
         return encode_prompts(dataset.examples, self.tokenizer, d.system_prompt)
 
     def _devices(self):
         if not self.cfg.devices.gpu_layout:
             return jax.devices(), []
+        backend = jax.default_backend()
+        if backend not in ("gpu", "cuda"):
+            raise SetupError(f"devices.gpu_layout is true but JAX runs on the {backend}: its CUDA plugin did not load "
+                             "(install jgrpo[gpu], then check it with `python scripts/check_gpu_env.py --installed`); "
+                             "to train on the CPU set devices.gpu_layout false")
         return split_devices(gpu_layout(self.cfg))
 
     def _engine_options(self) -> dict:
         r = self.cfg.rollout
         if r.engine == "jax":
             return {"pad_token_id": self.pad_id, "mesh": self.sampler_mesh, "logprobs_mode": r.logprobs_mode}
-        return {"logprobs_mode": r.logprobs_mode, "gpu_memory_utilization": r.gpu_memory_utilization,
-                "max_model_len": r.max_model_len, "enforce_eager": r.enforce_eager,
+        memory_share = gpu_layout(self.cfg).vllm_gpu_memory_utilization if self.cfg.devices.gpu_layout else None
+        return {"logprobs_mode": r.logprobs_mode, "gpu_memory_utilization": r.gpu_memory_utilization or memory_share,
+                "max_model_len": self.max_model_len, "enforce_eager": r.enforce_eager,
                 "enable_prefix_caching": r.enable_prefix_caching, "sync_via": r.weight_sync,
-                "sync_dir": r.sync_folder, "seed": self.cfg.train.seed, "dtype": self.cfg.model.compute_dtype}
+                "sync_dir": r.sync_folder or self.run_dir / "vllm_weights", "seed": self.cfg.train.seed,
+                "dtype": self.cfg.model.compute_dtype, "log_file": self.run_dir / "vllm.log"}
 
     def _check_gold_column(self, prompts) -> None:
         """accuracy and cosine grade against a column every batch must have: check it now, not at the
@@ -252,6 +324,12 @@ class Trainer:
             if saved[section] != now[section]:
                 changed = sorted(k for k in now[section] if saved[section].get(k) != now[section][k])
                 raise SetupError(f"cannot resume: {section}.{changed[0]} differs from the run's saved config")
+        saved_steps = saved["train"]["max_steps"]
+        if saved_steps != self.cfg.train.max_steps and not schedule_extends(self.cfg.optim, saved_steps *
+                                                                              self.cfg.loss.num_iterations):
+            raise SetupError(f"cannot resume with train.max_steps {self.cfg.train.max_steps}: the run's "
+                             f"{self.cfg.optim.schedule} learning-rate schedule spans its {saved_steps} steps; "
+                             f"resume with train.max_steps {saved_steps}, or start a new run")
         try:
             self.batcher.load_state_dict(meta["data"])
         except ValueError as e:
@@ -317,13 +395,15 @@ class Trainer:
         timings["update"] = time.perf_counter() - t
 
         nnx.update(self.model, self.state.params)
-        timings["sync"] = self.engine.sync_weights(self.model)
+        sync = self.engine.sync_weights(self.model)
+        timings["sync"] = sync.seconds
         timings["step"] = time.perf_counter() - start
 
         n_tokens = sum(len(c.token_ids) for c in completions)
         metrics.update(rewards.metrics)
         metrics.update({f"timing/{k}": v for k, v in timings.items()})
         metrics["tokens_per_second"] = n_tokens / timings["step"]
+        metrics["sync/bytes"] = sync.bytes
         self.logger.log_completions(step + 1, [  # numbered like metrics.jsonl: after the update
             {"prompt_id": prompt_batch.prompts[c.prompt_index].example.id, "completion": c.text,
              "reward": float(r), "finish_reason": c.finish_reason}
@@ -340,30 +420,44 @@ class Trainer:
         return any_process(self._stop_signal is not None)
 
     def _save(self, step: int) -> None:
+        from jgrpo.checkpoint import running_config
+
+        # The recipe names the run in a model card; ports.convert reads it from here.
         meta = {"step": step, "data": self.batcher.state_dict(), "sampler_calls": self.engine.calls,
                 "config": self.cfg.to_dict(),
-                "hf_config": self.model_cfg.to_hf_dict()}
+                "hf_config": self.model_cfg.to_hf_dict(),
+                "recipe": getattr(self, "config_path", None) or running_config(DEFAULT_CONFIG)}
+        if self.is_main:  # once per run, before the first checkpoint: what ports.convert needs besides meta
+            self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
         self.checkpoints.save(step, self.state, meta)
+        self._saved_step = step  # the final export's step
         if self.cfg.train.export_hf == "every":
-            self._export(self.run_dir / "hf" / f"step_{step}")
+            self._export(self.run_dir / "hf" / f"step_{step}", step)
 
-    def _export(self, dst: Path) -> None:
+    def _export(self, dst: Path, step: int | None = None) -> None:
+        from jgrpo.checkpoint import model_card, running_config
+
         # Gathering is collective: every process takes part, process 0 writes.
         params = jax.tree.map(to_host, nnx.to_pure_dict(nnx.state(self.model, nnx.Param)))
         if self.is_main:
-            export_hf(params, self.model_cfg, dst, tokenizer=self.cfg.data.tokenizer or self.model_path,
-                      overwrite=True)
+            step = step if step is not None else getattr(self, "_saved_step", self.start_step)
+            tokenizer = self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
+            card = model_card(step=step, config=self.cfg.to_dict(), run_dir=self.run_dir,
+                              recipe=getattr(self, "config_path", None) or running_config(DEFAULT_CONFIG))
+            export_hf(params, self.model_cfg, dst, tokenizer=tokenizer, overwrite=True, model_card=card)
 
     def run(self) -> int:
         cfg = self.cfg.train
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, self._on_signal)
-        bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="grpo", unit="step", dynamic_ncols=True,
-                   disable=not self.is_main)
+        # The first step compiles every program (sampler, log-probs, update): say so on the bar.
+        bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="grpo (compiling the first step)", unit="step",
+                   dynamic_ncols=True, disable=not self.is_main)
         step, stopped = self.start_step, False
         try:
             while step < cfg.max_steps and not stopped:
                 metrics = self.train_step(step)
+                bar.set_description("grpo", refresh=False)
                 step += 1
                 self.logger.log(step, metrics)
                 bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}",
@@ -385,23 +479,70 @@ class Trainer:
         if self.cfg.log.plots and self.is_main:
             plot_run(self.run_dir)
         self.checkpoints.close()
+        self._summary(step)
         return 0
+
+    def _summary(self, step: int) -> None:
+        if not self.is_main:
+            return
+        rewards = [row["reward"] for row in read_metrics(self.run_dir)]
+        first, last = rewards[:10], rewards[-10:]
+        lines = [f"done: step {step} of {self.cfg.train.max_steps} in "
+                 f"{time.strftime('%H:%M:%S', time.gmtime(time.perf_counter() - self._started))}"]
+        if rewards:
+            lines.append(f"  mean reward: {np.mean(first):.3f} (first {len(first)} steps) -> "
+                         f"{np.mean(last):.3f} (last {len(last)})")
+        lines.append(f"  run:         {self.run_dir}  (metrics.jsonl, completions.jsonl, config.yaml)")
+        lines.append(f"  checkpoints: {self.run_dir / 'checkpoints'} (step {self.checkpoints.latest_step()})")
+        if self.cfg.train.export_hf != "none":
+            lines.append(f"  hf export:   {self.run_dir / 'hf' / 'final'}")
+        if self.cfg.log.plots:
+            lines.append(f"  plots:       {self.run_dir / 'plots'}")
+        print("\n".join(lines), flush=True)
 
 
 def gpu_layout(cfg: RunConfig) -> DeviceLayout:
-    d = cfg.devices
+    d, share = cfg.devices, cfg.rollout.gpu_memory_utilization
+    if share is None:
+        if cfg.rollout.engine == "vllm" and set(d.trainer_gpus) == set(d.rollout_gpus):
+            raise SetupError("vLLM shares its GPU with JAX (devices.trainer_gpus == rollout_gpus): set "
+                             "rollout.gpu_memory_utilization, vLLM's share; JAX gets the rest (see "
+                             "conf/open_rs3_1gpu.yaml)")
+        share = DEFAULT_VLLM_GPU_MEMORY_UTILIZATION
     return DeviceLayout(trainer_gpus=d.trainer_gpus, rollout_gpus=d.rollout_gpus, rollout_engine=cfg.rollout.engine,
-                        vllm_gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-                        jax_memory_fraction=d.jax_memory_fraction)
+                        vllm_gpu_memory_utilization=share, jax_memory_fraction=d.jax_memory_fraction)
+
+
+def enable_compilation_cache(setting: str | None, environ=os.environ) -> Path | None:
+    """Points JAX's persistent compilation cache at the configured folder (see
+    train.compilation_cache); returns it, or None when off."""
+    if setting is None:
+        return None
+    if setting == "auto":
+        if environ.get("JAX_COMPILATION_CACHE_DIR"):
+            return Path(environ["JAX_COMPILATION_CACHE_DIR"])  # JAX read it at import
+        base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+        folder = base / "jgrpo" / "jax"
+    else:
+        folder = Path(setting).expanduser()
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        path, overrides, resume = parse_args(argv)
+        path, overrides, resume, show_help = parse_args(argv)
         cfg = load_config(path, overrides)
+        if show_help:
+            print(HELP + "\n".join(describe_keys(cfg, skip=set(DERIVED))))
+            return 0
         if cfg.devices.gpu_layout:
-            apply_layout(gpu_layout(cfg))  # before JAX, torch or vLLM touch a device
+            try:
+                apply_layout(gpu_layout(cfg))  # before JAX, torch or vLLM touch a device
+            except ValueError as e:
+                raise SetupError(str(e)) from None
+        enable_compilation_cache(cfg.train.compilation_cache)
         initialize_from_environment()  # a multi-host run: before anything touches a device
         # Orbax warns on every save that it found no OCDBT files to merge (ports saves without OCDBT).
         logging.getLogger("absl").setLevel(logging.ERROR)
@@ -409,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunComplete as e:
+        print(e)
+        return 0
     return trainer.run()
 
 

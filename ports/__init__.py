@@ -4,7 +4,7 @@ safetensors_file  the file format, read and written one tensor at a time
 qwen2_names       the one place that knows Hugging Face Qwen2 tensor names
 params            a Qwen2 model's parameters as a plain nested dict (abstract, sharded, merged)
 hf_load           HF folder -> Flax parameters / model
-hf_tensors        Flax parameters -> (HF name, host array) pairs, in memory (vLLM weight sync)
+hf_tensors        Flax parameters -> (HF name, device or host array) pairs (vLLM weight sync, export)
 hf_export         Flax parameters -> HF folder
 orbax_ckpt        Orbax save/restore of any pytree plus a JSON metadata item
 convert           `python -m ports.convert`: hf-to-orbax, orbax-to-hf

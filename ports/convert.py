@@ -1,12 +1,20 @@
 """`python -m ports.convert`: Hugging Face Qwen2 folder <-> Orbax parameter checkpoint.
 
     python -m ports.convert hf-to-orbax SRC DST [--dtype bf16|fp32] [--overwrite]
-    python -m ports.convert orbax-to-hf SRC DST [--tokenizer DIR] [--dtype bf16|fp32]
-                                                [--max-shard-size 5GB] [--overwrite]
+    python -m ports.convert orbax-to-hf SRC DST [--tokenizer DIR | --no-tokenizer] [--dtype bf16|fp32]
+                                                [--max-shard-size 5GB] [--overwrite] [--push-to-hub REPO]
 
-Both directions run on one device, tensor by tensor. The Orbax checkpoint carries the HF config
-(meta["hf_config"]), so orbax-to-hf rebuilds config.json from it. On success a summary line goes
-to stdout; on failure one line goes to stderr, the exit code is 1 and nothing is left at DST.
+Both directions run on one device, tensor by tensor. orbax-to-hf reads a parameter checkpoint
+(what hf-to-orbax writes) or any training checkpoint (<run>/checkpoints/<step>: the parameters
+alone, not the optimizer state). The checkpoint carries the HF config (meta["hf_config"]), so
+config.json is rebuilt from it. The tokenizer comes from --tokenizer, else from where the
+checkpoint says (jgrpo.checkpoint.find_tokenizer: a training run's checkpoints/tokenizer, the HF
+folder hf-to-orbax read); when there is none the command refuses, unless --no-tokenizer asks for
+the weights alone. The export gets a model card (README.md). --push-to-hub uploads the finished
+folder with huggingface_hub (needs the network and a token: `hf auth login` or HF_TOKEN).
+
+On success a summary line goes to stdout; on failure one line goes to stderr, the exit code is 1
+and nothing is left at DST (a failed push leaves the complete local folder and says so).
 """
 
 from __future__ import annotations
@@ -16,14 +24,16 @@ import ctypes
 import logging
 import sys
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
+from jgrpo.checkpoint import TOKENIZER, find_tokenizer, has_tokenizer, model_card, run_dir_of
 from jgrpo.model import ConfigError, Qwen2Config, parse_dtype
 from ports import CheckpointError
 from ports.hf_export import export_hf, parse_size
 from ports.hf_load import load_hf_params
-from ports.orbax_ckpt import restore_params, save_params
+from ports.orbax_ckpt import read_meta, restore_params, save_params
 from ports.params import abstract_params, flat_params
 
 
@@ -49,7 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("dst", help="destination folder (must not exist, unless --overwrite)")
         p.add_argument("--dtype", choices=["bf16", "fp32"], help="cast parameters (default: keep the stored dtype)")
         p.add_argument("--overwrite", action="store_true", help="replace DST if it exists (only once complete)")
-    to_hf.add_argument("--tokenizer", metavar="DIR", help="copy tokenizer files (and generation_config.json) from DIR")
+    tokenizer = to_hf.add_mutually_exclusive_group()
+    tokenizer.add_argument("--tokenizer", metavar="DIR",
+                           help="copy tokenizer files (and generation_config.json) from DIR (default: the "
+                                "tokenizer the checkpoint's run saved; without one the command refuses)")
+    tokenizer.add_argument("--no-tokenizer", action="store_true",
+                           help="write the weights without a tokenizer (AutoTokenizer will not load DST)")
+    to_hf.add_argument("--push-to-hub", metavar="REPO",
+                       help="then upload DST to the Hugging Face Hub model repo REPO (created if missing)")
     to_hf.add_argument("--max-shard-size", type=_size, default="5GB",
                        help="largest safetensors file, e.g. 5GB, 500MB, 2GiB (default: 5GB)")
     return parser
@@ -63,17 +80,49 @@ def _n_tensors(cfg: Qwen2Config) -> int:
     return len(flat_params(abstract_params(cfg))[0])
 
 
-def _hf_to_orbax(args, bar, progress) -> None:
+def _hf_to_orbax(args, bar, progress) -> str:
     bar.total = _n_tensors(Qwen2Config.from_json_file(args.src))
     cfg, params = load_hf_params(args.src, dtype=_dtype(args), progress=progress)
-    save_params(args.dst, params, cfg, overwrite=args.overwrite)
+    # Where the tokenizer is, for orbax-to-hf to find later (it is not copied into the checkpoint).
+    meta = {"tokenizer": str(Path(args.src).absolute())} if has_tokenizer(args.src) else {}
+    save_params(args.dst, params, cfg, meta=meta, overwrite=args.overwrite)
+    return ""
 
 
-def _orbax_to_hf(args, bar, progress) -> None:
+def _tokenizer_for(args, meta: dict) -> Path | None:
+    if args.no_tokenizer:
+        return None
+    if args.tokenizer is not None:
+        return Path(args.tokenizer)
+    found = find_tokenizer(args.src, meta)
+    if found is None:
+        raise CheckpointError(f"no tokenizer found for {args.src} (a training run keeps one in "
+                              f"<run>/checkpoints/{TOKENIZER}); pass --tokenizer DIR, or --no-tokenizer to "
+                              "write the weights without one")
+    return found
+
+
+def _orbax_to_hf(args, bar, progress) -> str:
+    meta = read_meta(args.src)
+    tokenizer = _tokenizer_for(args, meta)  # before anything is written: refusing must leave nothing
+    card = model_card(step=meta.get("step"), config=meta.get("config"), recipe=meta.get("recipe"),
+                      run_dir=run_dir_of(args.src, meta), tokenizer=tokenizer is not None,
+                      source=str(Path(args.src).absolute()))
     cfg, params = restore_params(args.src)
     bar.total = _n_tensors(cfg)
     export_hf(params, cfg, args.dst, dtype=_dtype(args), max_shard_size=args.max_shard_size,
-              tokenizer=args.tokenizer, overwrite=args.overwrite, progress=progress)
+              tokenizer=tokenizer, overwrite=args.overwrite, progress=progress, model_card=card)
+    return f" (tokenizer from {tokenizer})" if tokenizer is not None else " (no tokenizer)"
+
+
+def _push(folder: str, repo: str) -> str:
+    """Uploads a finished HF folder; needs the network and a Hub token. Untested here (no network)."""
+    from huggingface_hub import create_repo, upload_folder
+
+    url = create_repo(repo, repo_type="model", exist_ok=True)
+    upload_folder(repo_id=url.repo_id, folder_path=folder, repo_type="model",
+                  commit_message="Upload a jgrpo checkpoint (python -m ports.convert orbax-to-hf)")
+    return str(url)
 
 
 def _return_freed_tensors_to_the_os() -> None:
@@ -105,15 +154,35 @@ def main(argv: list[str] | None = None) -> int:
             bar.update()
 
         try:
+            if Path(args.dst).exists() and not args.overwrite:
+                raise FileExistsError
             run = _hf_to_orbax if args.command == "hf-to-orbax" else _orbax_to_hf
-            run(args, bar, progress)
+            note = run(args, bar, progress)
+        except FileExistsError:  # the library's wording names its keyword; this names the flag
+            bar.close()
+            print(f"error: destination exists: {Path(args.dst).absolute()} (pass --overwrite to replace it)",
+                  file=sys.stderr)
+            return 1
         except (CheckpointError, ConfigError, OSError) as e:
             bar.close()
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_one_line(e)}", file=sys.stderr)
             return 1
     print(f"{args.command}: {done['tensors']} tensors, {done['bytes'] / 1e6:,.1f} MB, "
-          f"{time.perf_counter() - start:.1f} s -> {args.dst}")
+          f"{time.perf_counter() - start:.1f} s -> {args.dst}{note}")
+    if getattr(args, "push_to_hub", None):
+        try:
+            url = _push(args.dst, args.push_to_hub)
+        except Exception as e:  # network, auth, a bad repo id: huggingface_hub raises many types
+            print(f"error: wrote {args.dst}, but pushing it to {args.push_to_hub} failed "
+                  f"({type(e).__name__}: {_one_line(e)})", file=sys.stderr)
+            return 1
+        print(f"pushed {args.dst} -> {url}")
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 if __name__ == "__main__":

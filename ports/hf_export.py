@@ -2,8 +2,8 @@
 
 config.json (from the Qwen2Config, with the weights' dtype), generation_config.json, the weights
 as one model.safetensors or as shards of at most `max_shard_size` with model.safetensors.index.json,
-and the tokenizer files when a tokenizer folder is given. Tensors stream from device to file one
-at a time; the folder appears at `dst` only once complete.
+the tokenizer files when a tokenizer folder is given, and a model card (README.md) when one is given.
+Tensors stream from device to file one at a time; the folder appears at `dst` only once complete.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ports.safetensors_file import TensorInfo, write_file
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json", "chat_template.jinja", "chat_template.json", "tokenizer.model")
 GENERATION_CONFIG = "generation_config.json"
+MODEL_CARD = "README.md"
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
@@ -59,9 +60,10 @@ def _generation_config(cfg: Qwen2Config) -> dict:
     return {k: v for k, v in ids.items() if v is not None}
 
 
-def _tokenizer_files(folder: Path) -> list[Path]:
+def tokenizer_files(folder: str | Path) -> list[Path]:
     """The tokenizer's files, and its generation_config.json if it has one: that carries the
     model's sampling defaults, which a config built from token ids alone would lose."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"tokenizer folder not found: {folder}")
     files = [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
@@ -73,16 +75,17 @@ def _tokenizer_files(folder: Path) -> list[Path]:
 
 def export_hf(model_or_params, cfg: Qwen2Config, dst: str | Path, *, dtype=None, max_shard_size: int | str = "5GB",
               tokenizer: str | Path | None = None, overwrite: bool = False,
-              progress: Progress | None = None) -> None:
+              progress: Progress | None = None, model_card=None) -> None:
     """Writes a HF folder at `dst`. dtype None keeps the parameters' dtype (which must be single).
     generation_config.json comes from the tokenizer folder if it has one, else from the config's
-    bos/eos ids. progress(name, bytes) is called after each tensor is written."""
+    bos/eos ids. model_card: a huggingface_hub ModelCard (or its text), written as README.md.
+    progress(name, bytes) is called after each tensor is written."""
     tree = param_tree(model_or_params)
     check_params(tree, cfg)
     out_dtype = np.dtype(dtype) if dtype is not None else tree_dtype(tree)
     infos = hf_tensor_infos(tree, dtype=out_dtype)
     shards = plan_shards(infos, parse_size(max_shard_size))
-    extra = _tokenizer_files(Path(tokenizer)) if tokenizer is not None else []
+    extra = tokenizer_files(tokenizer) if tokenizer is not None else []
 
     with atomic_dir(dst, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -104,6 +107,11 @@ def export_hf(model_or_params, cfg: Qwen2Config, dst: str | Path, *, dtype=None,
             shutil.copyfile(file, tmp / file.name)
         if not (tmp / GENERATION_CONFIG).exists():
             (tmp / GENERATION_CONFIG).write_text(json.dumps(_generation_config(cfg), indent=2) + "\n")
+        if model_card is not None:
+            if isinstance(model_card, str):
+                (tmp / MODEL_CARD).write_text(model_card)
+            else:
+                model_card.save(tmp / MODEL_CARD)
 
 
 def _with_progress(tensors, progress):

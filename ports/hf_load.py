@@ -105,8 +105,8 @@ def load_hf_params(folder: str | Path, *, dtype=None, mesh=None,
 
 
 def load_hf_model(folder: str | Path, *, policy: DtypePolicy = DtypePolicy(), mesh=None,
-                  remat: bool = False) -> Qwen2ForCausalLM:
+                  remat: bool = False, attention: str = "auto") -> Qwen2ForCausalLM:
     """A HF Qwen2 folder as a model whose parameters are in `policy.param_dtype`, sharded on `mesh`
-    (default: one device)."""
+    (default: one device). attention: "auto" | "einsum" | "fused" (`jgrpo.model.attention`)."""
     cfg, params = load_hf_params(folder, dtype=np.dtype(policy.param_dtype), mesh=mesh)
-    return model_from_params(cfg, params, policy=policy, remat=remat)
+    return model_from_params(cfg, params, policy=policy, remat=remat, attention=attention)

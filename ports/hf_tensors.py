@@ -1,12 +1,15 @@
-"""Flax parameters -> (HF tensor name, host numpy array in torch layout), one tensor at a time.
+"""Flax parameters -> (HF tensor name, array in torch layout), one tensor at a time.
 
-This is what the vLLM weight sync feeds to `reload_weights(weights_iterator=...)` and what the HF
-exporter writes. Tied models yield no lm_head.weight (the model has no such parameter).
+Two forms of the same walk: `hf_device_tensors` keeps each tensor on a device (what the vLLM
+weight sync hands over through DLPack, with no host copy), `hf_tensors` brings it to the host
+(what the HF exporter and the folder sync write). Tied models yield no lm_head.weight unless asked
+(the model has no such parameter).
 
-Arrays that need neither a transpose nor a cast are zero-copy, read-only views of the device
-buffer on CPU: consume each one before a step that donates the parameters' buffers. The rest are
-transposed and cast on the device in one jitted op, so only the result crosses to the host.
-bfloat16 arrays come out as ml_dtypes.bfloat16; torch takes them through a uint16 view.
+Casts and transposes run on the device, where the weights live, in one jitted op per tensor, so
+only the compute-dtype result moves. Arrays that need neither are passed through as they are:
+zero-copy views of the parameter buffers. Consume each one before a step that donates the
+parameters' buffers. bfloat16 host arrays come out as ml_dtypes.bfloat16; torch takes them
+through DLPack or a uint16 view.
 """
 
 from __future__ import annotations
@@ -27,12 +30,8 @@ def _torch_layout(x, transpose: bool, dtype):
     return (x.T if transpose else x).astype(dtype)
 
 
-def hf_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> Iterator[tuple[str, np.ndarray]]:
-    """Lazily yields every parameter under its HF name, cast to `dtype` (None: as stored).
-
-    tied_lm_head: for a tied model, also yield lm_head.weight (the embedding array itself, no
-    copy). vLLM 0.32's `reload_weights` needs it: its layer-wise reload puts the old head back
-    when no lm_head.weight arrives, silently untying it (tests/test_ports_vllm.py shows both)."""
+def _in_torch_layout(model_or_params, dtype, tied_lm_head: bool):
+    """(HF name, array cast and transposed where it lives), in the tree's canonical order."""
     tree = param_tree(model_or_params)
     leaves, _ = flat_params(tree)
     for path, x in leaves:
@@ -40,18 +39,40 @@ def hf_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> It
         out = np.dtype(x.dtype if dtype is None else dtype)
         if transposed or out != x.dtype:
             x = _torch_layout(x, transposed, out)
-        host = np.asarray(x)
-        yield name, host
+        yield name, x
+        # vLLM 0.32's `reload_weights` needs it: its layer-wise reload puts the old head back
+        # when no lm_head.weight arrives, silently untying it (tests/test_ports_vllm.py shows both).
         if tied_lm_head and path == ("embed_tokens",) and "lm_head" not in tree:
-            yield "lm_head.weight", host
+            yield "lm_head.weight", x
 
 
-def hf_tensor_infos(model_or_params, *, dtype=None) -> list[TensorInfo]:
+def hf_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """Lazily yields every parameter under its HF name as a host array, cast to `dtype` (None: as
+    stored). tied_lm_head: for a tied model, also yield lm_head.weight (the embedding again)."""
+    for name, x in _in_torch_layout(model_or_params, dtype, tied_lm_head):
+        yield name, np.asarray(x)
+
+
+def hf_device_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False,
+                      device=None) -> Iterator[tuple[str, jax.Array]]:
+    """As `hf_tensors`, but each tensor stays on a device: a whole (unsharded) jax.Array on `device`
+    (default: the first device of the parameter's sharding), ready for `torch.from_dlpack`. A
+    sharded parameter is cast first and gathered after, so only compute-dtype bytes move."""
+    for name, x in _in_torch_layout(model_or_params, dtype, tied_lm_head):
+        target = device if device is not None else min(x.sharding.device_set, key=lambda d: d.id)
+        yield name, jax.block_until_ready(jax.device_put(x, target))
+
+
+def hf_tensor_infos(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> list[TensorInfo]:
     """Name, shape and dtype of what hf_tensors yields, in the same order, without moving any data."""
-    leaves, _ = flat_params(param_tree(model_or_params))
+    tree = param_tree(model_or_params)
+    leaves, _ = flat_params(tree)
     infos = []
     for path, x in leaves:
         name, transposed = hf_name(path)
-        shape = tuple(x.shape[::-1] if transposed else x.shape)
-        infos.append(TensorInfo(name, np.dtype(x.dtype if dtype is None else dtype), shape))
+        info = TensorInfo(name, np.dtype(x.dtype if dtype is None else dtype),
+                          tuple(x.shape[::-1] if transposed else x.shape))
+        infos.append(info)
+        if tied_lm_head and path == ("embed_tokens",) and "lm_head" not in tree:
+            infos.append(TensorInfo("lm_head.weight", info.dtype, info.shape))
     return infos

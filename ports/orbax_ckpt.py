@@ -6,6 +6,8 @@ A checkpoint is an Orbax Composite: one StandardSave item per named tree ("param
 CheckpointManager (the trainer); `save` / `restore` do the same for one standalone folder (tools,
 conversion). `save_params` / `restore_params` are the Qwen2 case: item "params" plus the HF config
 in meta["hf_config"], so a checkpoint can be turned back into a HF folder on its own.
+`restore_params` also reads the parameters out of a training checkpoint (jgrpo.checkpoint: item
+"state", a TrainState whose "params" subtree it restores alone, leaving the optimizer state on disk).
 """
 
 from __future__ import annotations
@@ -141,15 +143,99 @@ def save_params(path: str | Path, model_or_params, cfg: Qwen2Config, *, meta: di
     save(path, {PARAMS: params}, {**(meta or {}), "hf_config": hf_config}, overwrite=overwrite)
 
 
+def params_location(path: str | Path) -> tuple[str, str]:
+    """(item, prefix): where a checkpoint keeps the Qwen2 parameters. A parameter checkpoint has
+    them as item "params" (prefix ""); a training checkpoint as the "params" subtree of a tree item
+    (jgrpo.checkpoint's "state", prefix "params.")."""
+    path = _existing(path)
+    if (path / PARAMS).is_dir():
+        return PARAMS, ""
+    items = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name != META and not p.name.startswith("."))
+    for item in items:
+        try:
+            keys = stored_arrays(path, item)
+        except Exception:  # not a tree item Orbax can describe: keep looking
+            continue
+        if any(k.startswith(PARAMS + ".") for k in keys):
+            return item, PARAMS + "."
+    raise CheckpointError(f"{path}: no parameters in this checkpoint (no item {PARAMS!r}, and no item holding "
+                          f"a {PARAMS!r} tree; items: {', '.join(items) or 'none'})")
+
+
+def _partial_target(path: Path, item: str, prefix: str, wanted: dict) -> tuple[dict, dict]:
+    """The restore target for the parameter leaves of a tree item, each in its stored dtype, and
+    the map from its dotted key back to the parameter's. nnx spells a Variable's array as a
+    trailing ".value" leaf; both spellings are accepted."""
+    stored = stored_arrays(path, item)
+    target, back = {}, {}
+    for key, leaf in wanted.items():
+        for name in (prefix + key, prefix + key + ".value"):
+            if name in stored:
+                break
+        else:
+            raise CheckpointError(f"{path / item}: no array {prefix + key!r} in the checkpoint")
+        if tuple(stored[name].shape) != tuple(leaf.shape):
+            raise CheckpointError(f"{path / item}: {name!r} has shape {list(stored[name].shape)} in the checkpoint, "
+                                  f"the config implies {list(leaf.shape)}")
+        target[name] = jax.ShapeDtypeStruct(leaf.shape, stored[name].dtype, sharding=leaf.sharding)
+        back[name] = key
+    ours = {n[: -len(".value")] if n.endswith(".value") else n for n in target}
+    extra = sorted(k for k in stored if k.startswith(prefix)
+                   and (k[: -len(".value")] if k.endswith(".value") else k) not in ours)
+    if extra:
+        raise CheckpointError(f"{path / item}: the checkpoint has {extra[0]!r}, which this Qwen2 config lacks")
+    return target, back
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+    """{"a.0.b": x} -> {"a": {0: {"b": x}}}: integer segments become int keys, as in Orbax's trees."""
+    out: dict = {}
+    for key, value in flat.items():
+        parts = [int(p) if p.isdigit() else p for p in key.split(".")]
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _restore_subtree(path: Path, item: str, prefix: str, abstract_tree) -> dict:
+    """Restores only the leaves of `abstract_tree` found under `prefix` in `item` (Orbax partial
+    restore: the item's other arrays, e.g. AdamW moments, are never read)."""
+    wanted = {_key(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(abstract_tree)[0]}
+    target_flat, back = _partial_target(path, item, prefix, wanted)
+    target = _nest(target_flat)
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    registry.add(item, ocp.args.PyTreeRestore, ocp.PyTreeCheckpointHandler(use_ocdbt=False))
+    registry.add(META, ocp.args.JsonRestore, ocp.JsonCheckpointHandler())
+    restore_args_tree = jax.tree.map(
+        lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding, global_shape=a.shape, dtype=a.dtype), target)
+    try:
+        with ocp.Checkpointer(ocp.CompositeCheckpointHandler(handler_registry=registry)) as ckpt:
+            out = ckpt.restore(path, ocp.args.Composite(**{item: ocp.args.PyTreeRestore(
+                item=target, restore_args=restore_args_tree, partial_restore=True)}))[item]
+    except Exception as e:  # Orbax and TensorStore raise many types; the caller needs which file failed
+        raise CheckpointError(f"{path}: cannot restore ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    restored = {_key(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(out)[0]}
+    missing = sorted(set(target_flat) - set(restored))
+    if missing:
+        raise CheckpointError(f"{path / item}: {missing[0]!r} was not restored")
+    return _nest({back[name]: restored[name] for name in target_flat})
+
+
 def restore_params(path: str | Path, *, mesh=None) -> tuple[Qwen2Config, dict]:
     """(config, parameters) in their stored dtype, placed by the sharding table on `mesh` (default:
-    one device), whatever mesh they were saved from. Also reads the "params" item of a training
-    checkpoint whose meta carries "hf_config"."""
+    one device), whatever mesh they were saved from. Reads a parameter checkpoint (item "params")
+    or a training checkpoint (the parameters of its TrainState only); either's meta must carry
+    "hf_config"."""
     path = _existing(path)
     meta = read_meta(path)
     if "hf_config" not in meta:
         raise CheckpointError(f"{path}: metadata has no 'hf_config' (not a parameter checkpoint)")
     cfg = Qwen2Config.from_hf_dict(meta["hf_config"])
+    item, prefix = params_location(path)
+    if prefix:
+        return cfg, _restore_subtree(path, item, prefix, abstract_params(cfg, mesh=mesh))
     stored = stored_arrays(path, PARAMS)
 
     def stored_dtype(p, a):  # a missing array is left for restore's check to report

@@ -54,8 +54,9 @@ def check_params(tree, cfg: Qwen2Config) -> None:
         raise CheckpointError(f"missing tensor {missing[0]!r} for this Qwen2 config")
 
 
-def _abstract_model(cfg: Qwen2Config, policy: DtypePolicy, remat: bool = False):
-    return nnx.split(nnx.eval_shape(lambda: Qwen2ForCausalLM(cfg, policy=policy, remat=remat, rngs=nnx.Rngs(0))))
+def _abstract_model(cfg: Qwen2Config, policy: DtypePolicy, remat: bool = False, attention: str = "auto"):
+    return nnx.split(nnx.eval_shape(lambda: Qwen2ForCausalLM(cfg, policy=policy, remat=remat, attention=attention,
+                                                             rngs=nnx.Rngs(0))))
 
 
 def abstract_params(cfg: Qwen2Config, *, mesh=None, dtype=jnp.float32) -> dict:
@@ -67,8 +68,8 @@ def abstract_params(cfg: Qwen2Config, *, mesh=None, dtype=jnp.float32) -> dict:
 
 
 def model_from_params(cfg: Qwen2Config, params: dict, *, policy: DtypePolicy = DtypePolicy(),
-                      remat: bool = False) -> Qwen2ForCausalLM:
+                      remat: bool = False, attention: str = "auto") -> Qwen2ForCausalLM:
     """A model around existing arrays (no copy): their shardings are kept as they are."""
-    graphdef, state = _abstract_model(cfg, policy, remat)
+    graphdef, state = _abstract_model(cfg, policy, remat, attention)
     nnx.replace_by_pure_dict(state, params)
     return nnx.merge(graphdef, state)

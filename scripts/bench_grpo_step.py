@@ -46,7 +46,7 @@ class ForcedLength:
     def generate(self, prompts, params):
         return self.engine.generate(prompts, dataclasses.replace(params, min_new_tokens=params.max_new_tokens))
 
-    def sync_weights(self, model) -> float:
+    def sync_weights(self, model):
         return self.engine.sync_weights(model)
 
 

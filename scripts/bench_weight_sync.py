@@ -66,13 +66,14 @@ def main():
           f"peak RSS {rss_gb():.1f} GB", flush=True)
     try:
         start = time.perf_counter()
-        engine = VllmEngine.from_model(model, eos_token_ids=[cfg.eos_token_id], sync_dir=args.sync_dir,
-                                       dtype="bfloat16", enforce_eager=True, max_model_len=512)
+        engine = VllmEngine.from_model(model, eos_token_ids=[cfg.eos_token_id], export_dir=args.sync_dir,
+                                       sync_dir=args.sync_dir, dtype="bfloat16", enforce_eager=True,
+                                       max_model_len=512)
         print(f"folder written + vLLM started: {time.perf_counter() - start:.1f} s, peak RSS {rss_gb():.1f} GB",
               flush=True)
         results = {}
         for via in ("memory", "folder"):
-            times = [engine.sync_weights(model, via=via) for _ in range(args.repeats)]
+            times = [engine.sync_weights(model, via=via).seconds for _ in range(args.repeats)]
             results[via] = statistics.median(times)
             print(f"sync via {via}: " + ", ".join(f"{t:.2f}" for t in times) + f" s; peak RSS {rss_gb():.1f} GB",
                   flush=True)

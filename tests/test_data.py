@@ -2,6 +2,10 @@
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +20,11 @@ from jgrpo.data import (
     encode_prompts,
     load_examples,
     load_tokenizer,
+    read_rows,
     render_prompt,
     truncate_left,
 )
+from tests.test_hub import REPO_ROOT, offline_env, offline_hub, put_in_hub_cache  # noqa: F401 (a fixture)
 
 BOS, USER, ASSISTANT = "<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"
 
@@ -112,9 +118,9 @@ def test_missing_file():
 
 
 def test_unsupported_file_type(tmp_path):
-    path = tmp_path / "d.csv"
+    path = tmp_path / "d.txt"
     path.write_text("problem,answer\n1+1,2\n")
-    with pytest.raises(DatasetError, match=r"d.csv: unsupported dataset file type '.csv'"):
+    with pytest.raises(DatasetError, match=r"d.txt: unsupported dataset file type '.txt'; use .jsonl, .json"):
         load_examples(path)
 
 
@@ -178,6 +184,201 @@ def test_parquet(tmp_path):
 def test_hub_name_without_datasets_names_the_package():
     with pytest.raises(DatasetError, match="needs the 'datasets' package"):
         load_examples("knoveleng/open-rs")
+
+
+# --- file formats, folders and Hub names (offline) ------------------------------------
+
+ROWS = [
+    {"id": "r0", "problem": "What is $1+1$?", "answer": "2", "solution": "$\\boxed{2}$"},
+    {"id": "r1", "problem": "Name the root of $x-7$.", "answer": "007", "solution": "x = 7"},
+]
+
+
+def write_format(path, rows):
+    """``rows`` written as ``path``'s suffix says, the way people usually produce such files."""
+    suffix = path.suffix
+    if suffix == ".jsonl":
+        write_jsonl(path, rows)
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows, indent=2))  # an array of objects
+    elif suffix == ".csv":
+        import csv
+
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    elif suffix == ".parquet":
+        import pyarrow
+        import pyarrow.parquet
+
+        pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".json", ".jsonl", ".csv"])
+def test_file_formats_load_with_their_columns(tmp_path, suffix):
+    path = write_format(tmp_path / f"train{suffix}", ROWS)
+    assert read_rows(path) == ROWS  # CSV keeps text as written: "007" stays "007"
+    assert load_examples(path).examples == [
+        Example("r0", "What is $1+1$?", "2", "$\\boxed{2}$"),
+        Example("r1", "Name the root of $x-7$.", "007", "x = 7"),
+    ]
+
+
+def test_json_variants(tmp_path):
+    # datasets' to_json writes JSON lines, usually named .json
+    lines = write_jsonl(tmp_path / "lines.json", ROWS)
+    assert read_rows(lines) == ROWS
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"version": 1, "data": ROWS}))
+    assert read_rows(wrapped) == ROWS
+    scalar = tmp_path / "scalar.json"
+    scalar.write_text("[1, 2]")
+    with pytest.raises(DatasetError, match=r"scalar.json: item 0 of the array is a int, not an object"):
+        read_rows(scalar)
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"problem": "p"},\n oops]')
+    with pytest.raises(DatasetError, match=r"broken.json:2: not valid JSON"):
+        read_rows(broken)
+
+
+def test_csv_empty_answer_and_ragged_row(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,problem,answer\na,p,1\nb,q,\n")
+    with pytest.raises(DatasetError, match=r"d.csv: row 1 \(id 'b'\) has no answer in column 'answer'"):
+        load_examples(path)
+    assert load_examples(path, drop_missing_answers=True).dropped_ids == ["b"]
+    path.write_text("problem,answer\np,1\nq,2,extra\n")
+    with pytest.raises(DatasetError, match=r"d.csv:3: 3 fields, the header has 2"):
+        load_examples(path)
+
+
+def test_parquet_nan_answer_is_missing(tmp_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    path = tmp_path / "d.parquet"
+    table = pyarrow.table({"problem": ["p", "q"], "answer": [27.0, float("nan")]})
+    pyarrow.parquet.write_table(table, path)
+    loaded = load_examples(path, drop_missing_answers=True)
+    assert [e.answer for e in loaded.examples] == ["27"] and loaded.dropped_ids == ["1"]
+
+
+def test_subset_is_refused_for_a_file(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", ROWS)
+    with pytest.raises(DatasetError, match=r"d.jsonl: a subset \('hard'\) applies only to Hugging Face datasets"):
+        load_examples(path, subset="hard")
+
+
+def test_save_to_disk_folder(tmp_path):
+    import datasets
+
+    folder = tmp_path / "saved"
+    train, test = ROWS[:1], ROWS[1:]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(train),
+                          "test": datasets.Dataset.from_list(test)}).save_to_disk(str(folder))
+    assert read_rows(folder) == train
+    assert read_rows(folder, split="test") == test
+    with pytest.raises(DatasetError, match=r"saved has no split 'validation'; splits: train, test$"):
+        read_rows(folder, split="validation")
+    single = tmp_path / "single"
+    datasets.Dataset.from_list(ROWS).save_to_disk(str(single))
+    assert read_rows(single) == ROWS
+
+
+def parquet_bytes(rows):
+    import io
+
+    import pyarrow
+    import pyarrow.parquet
+
+    buffer = io.BytesIO()
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), buffer)
+    return buffer.getvalue()
+
+
+# A dataset repository as `datasets`' push_to_hub lays it out: one folder of Parquet shards per
+# subset, the subsets and their splits declared in the README's YAML header.
+HUB_README = b"""---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*
+  default: true
+- config_name: hard
+  data_files:
+  - split: train
+    path: hard/train-*
+  - split: test
+    path: hard/test-*
+---
+# maths problems
+"""
+HARD = [{"problem": "Solve $x^2 = 4$, $x>0$.", "answer": "2"}, {"problem": "3*3?", "answer": "9"}]
+
+
+@pytest.fixture
+def hub_dataset(offline_hub):
+    """'maths-org/problems' in the Hub cache, as `hf download --repo-type dataset` (or an
+    earlier online `load_dataset`) leaves it; HF_HUB_OFFLINE=1, the datasets cache empty."""
+    return put_in_hub_cache(offline_hub, "maths-org/problems", {
+        "README.md": HUB_README,
+        "data/train-00000-of-00001.parquet": parquet_bytes(ROWS),
+        "hard/train-00000-of-00001.parquet": parquet_bytes(HARD),
+        "hard/test-00000-of-00001.parquet": parquet_bytes(HARD[:1]),
+    }, repo_type="dataset")
+
+
+def test_hub_name_loads_offline_from_the_cache(hub_dataset):
+    assert [e.id for e in load_examples("maths-org/problems").examples] == ["r0", "r1"]
+    assert read_rows("maths-org/problems", subset="hard") == HARD
+    assert read_rows("maths-org/problems", split="test", subset="hard") == HARD[:1]
+    assert read_rows("maths-org/problems", split="train[1:]+test", subset="hard") == HARD[1:] + HARD[:1]
+
+
+def test_hub_name_errors_name_what_exists(hub_dataset, offline_hub):
+    with pytest.raises(DatasetError, match=r"^Hugging Face dataset 'maths-org/problems' has no split 'validation'; "
+                                           r"splits: train, test$"):
+        read_rows("maths-org/problems", split="validation", subset="hard")
+    with pytest.raises(DatasetError, match=r"^Hugging Face dataset 'maths-org/problems' has no subset 'easy'; "
+                                           r"subsets: default, hard$"):
+        read_rows("maths-org/problems", subset="easy")
+    readme = HUB_README.replace(b"config_name: default", b"config_name: easy").replace(b"  default: true\n", b"")
+    put_in_hub_cache(offline_hub, "maths-org/two", {
+        "README.md": readme, "data/train-00000-of-00001.parquet": parquet_bytes(ROWS),
+        "hard/train-00000-of-00001.parquet": parquet_bytes(HARD),
+        "hard/test-00000-of-00001.parquet": parquet_bytes(HARD[:1])}, repo_type="dataset")
+    with pytest.raises(DatasetError, match=r"^Hugging Face dataset 'maths-org/two' has several subsets; "
+                                           r"choose one of: easy, hard$"):
+        read_rows("maths-org/two")
+
+
+def test_hub_name_offline_and_not_cached_is_one_line(offline_hub):
+    with pytest.raises(DatasetError) as info:
+        load_examples("knoveleng/open-rs")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("Hugging Face dataset 'knoveleng/open-rs' is not a local file or folder, "
+                              "HF_HUB_OFFLINE is set")
+    assert str(offline_hub) in message and "`hf download --repo-type dataset knoveleng/open-rs`" in message
+
+
+def test_hub_name_offline_in_a_fresh_process(tmp_path):
+    """HF_HUB_OFFLINE / HF_HUB_CACHE set before Python starts, as a user sets them."""
+    env = {**os.environ, **offline_env(tmp_path)}
+    put_in_hub_cache(Path(env["HF_HUB_CACHE"]), "maths-org/problems", {
+        "README.md": HUB_README, "data/train-00000-of-00001.parquet": parquet_bytes(ROWS),
+        "hard/train-00000-of-00001.parquet": parquet_bytes(HARD),
+        "hard/test-00000-of-00001.parquet": parquet_bytes(HARD[:1])}, repo_type="dataset")
+    code = ("from jgrpo.data import load_examples\n"
+            "print([e.answer for e in load_examples('maths-org/problems', subset='hard').examples])")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['2', '9']"
+    assert any(Path(env["HF_DATASETS_CACHE"]).iterdir())  # prepared in the cache the environment names
 
 
 # --- batching --------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 import torch
 from flax import nnx
 
-from jgrpo.model import ConfigError, DtypePolicy, Qwen2Config, Qwen2ForCausalLM, build_sharded, make_mesh
+from jgrpo.model import (ConfigError, DtypePolicy, Qwen2Config, Qwen2ForCausalLM, ShardingError, build_sharded,
+                         make_mesh)
 from ports.hf_load import load_hf_model
 from tests.tiny_models import TINY_CONFIGS, left_padded_batch, make_hf_model
 
@@ -179,3 +180,14 @@ def test_rope_theta_from_transformers5_rope_parameters():
     d.pop("rope_theta")
     d["rope_parameters"] = {"rope_type": "default", "rope_theta": 12345.0}
     assert Qwen2Config.from_hf_dict(d).rope_theta == 12345.0
+
+
+def test_mesh_that_would_replicate_a_large_weight_is_refused():
+    """tp 3 on the 1.5B: vocab 151,936, intermediate 8,960 and KV width 256 do not split in three;
+    replicating them silently would put 6.6 of its 7.1 GB on every device."""
+    from ports.params import abstract_params
+
+    cfg = Qwen2Config.from_json_file(SHARED_CONFIG)
+    with pytest.raises(ShardingError, match=r"vocab dimension \(151936\) of a \[151936, 1536\] weight .* tp = 3"):
+        abstract_params(cfg, mesh=make_mesh(fsdp=1, tp=3, devices=jax.devices()[:3]))
+    abstract_params(cfg, mesh=make_mesh(fsdp=4))  # fsdp shards the 1,536-wide embed axis: fine

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from ports.convert import main
 from tests.test_ports_roundtrip import assert_same_tensors, read_all, write_hf
@@ -46,13 +48,32 @@ def test_hf_to_orbax_to_hf_round_trip(hf_folder, tmp_path):
 
 def test_dtype_option_casts_both_ways(hf_folder, tmp_path, capsys):
     assert main(["hf-to-orbax", str(hf_folder), str(tmp_path / "orbax"), "--dtype", "fp32"]) == 0
-    assert main(["orbax-to-hf", str(tmp_path / "orbax"), str(tmp_path / "hf"), "--dtype", "bf16"]) == 0
+    assert main(["orbax-to-hf", str(tmp_path / "orbax"), str(tmp_path / "hf"), "--dtype", "bf16", "--no-tokenizer"]) == 0
     assert_same_tensors(read_all(tmp_path / "hf"), read_all(hf_folder))  # bf16 -> fp32 -> bf16 is exact
-    assert main(["orbax-to-hf", str(tmp_path / "orbax"), str(tmp_path / "hf32")]) == 0
+    assert main(["orbax-to-hf", str(tmp_path / "orbax"), str(tmp_path / "hf32"), "--no-tokenizer"]) == 0
     source = read_all(hf_folder)
     widened = {k: torch.from_numpy(v.view("uint16")).view(torch.bfloat16).float().numpy() for k, v in source.items()}
     assert_same_tensors(read_all(tmp_path / "hf32"), widened)
     assert capsys.readouterr().err == ""
+
+
+def test_orbax_to_hf_finds_the_tokenizer_of_the_folder_hf_to_orbax_read(hf_folder, tmp_path, capsys):
+    src = tmp_path / "src"
+    shutil.copytree(hf_folder, src)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "generation_config.json"):
+        shutil.copyfile(TOKENIZER / name, src / name)
+    assert main(["hf-to-orbax", str(src), str(tmp_path / "orbax")]) == 0
+    assert main(["orbax-to-hf", str(tmp_path / "orbax"), str(tmp_path / "hf")]) == 0
+    assert f"(tokenizer from {src})" in capsys.readouterr().out
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert len(tokenizer) > 150_000 and tokenizer.decode(tokenizer("3+4=")["input_ids"], skip_special_tokens=True) == "3+4="
+    assert "# Qwen2 checkpoint" in (tmp_path / "hf" / "README.md").read_text()  # a card, though no run to describe
+    # The source gone, nothing says where a tokenizer is: refused, naming both ways out.
+    shutil.rmtree(src)
+    assert main(["orbax-to-hf", str(tmp_path / "orbax"), str(tmp_path / "hf2")]) == 1
+    err = capsys.readouterr().err
+    assert "no tokenizer found" in err and "--tokenizer DIR" in err and "--no-tokenizer" in err
+    assert not (tmp_path / "hf2").exists()
 
 
 def test_help_lists_both_commands(capsys):
@@ -70,7 +91,8 @@ def test_help_lists_both_commands(capsys):
      "model.norm.weight"),
     ("hf-to-orbax", lambda src, dst: next(src.glob("model-00002-*.safetensors")).write_bytes(b"\0" * 4),
      "model-00002-of-"),
-    ("hf-to-orbax", lambda src, dst: (dst.mkdir(), (dst / "precious").write_text("x")), "destination exists"),
+    ("hf-to-orbax", lambda src, dst: (dst.mkdir(), (dst / "precious").write_text("x")),
+     "destination exists: {dst} (pass --overwrite to replace it)"),
     ("orbax-to-hf", lambda src, dst: None, "no Orbax checkpoint"),
     ("hf-to-orbax", lambda src, dst: (src / "config.json").write_text(json.dumps(
         {**json.loads((src / "config.json").read_text()), "hidden_size": 128})), "model.embed_tokens.weight"),
@@ -86,7 +108,7 @@ def test_errors_are_one_line_and_leave_no_destination(hf_folder, tmp_path, comma
     assert main([command, str(src), str(dst)]) == 1
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message.format(dst=dst) in lines[0], err
     assert out == ""
     if existed:
         assert [p.name for p in dst.iterdir()] == ["precious"]

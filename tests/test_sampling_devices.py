@@ -2,7 +2,7 @@
 
 import pytest
 
-from jgrpo.devices import DeviceLayout, split_devices
+from jgrpo.devices import DeviceLayout, split_devices, visible_gpus
 
 
 def test_open_rs_layout_puts_vllm_on_gpu3_and_jax_on_the_rest():
@@ -34,3 +34,24 @@ def test_jax_sampler_gets_its_own_devices():
 def test_partly_shared_gpus_are_refused():
     with pytest.raises(ValueError, match="disjoint"):
         DeviceLayout(trainer_gpus=(0, 1), rollout_gpus=(1,))
+
+
+def test_gpu_ids_that_do_not_exist_are_named(tmp_path):
+    """The 4 x A40 layout on a one-GPU machine: refused before CUDA hides every GPU."""
+    driver = tmp_path / "gpus"
+    driver.mkdir()
+    (driver / "0000:01:00.0").mkdir()
+    assert visible_gpus({}, driver) == ["0"]
+    assert visible_gpus({}, tmp_path / "no-driver") == []
+    with pytest.raises(ValueError, match=r"name GPU 1, 2, 3, but this process sees 1 GPU .*open_rs3_1gpu"):
+        DeviceLayout().check_gpus_exist(visible_gpus({}, driver))
+    with pytest.raises(ValueError, match="name GPU 0, 1, 2, 3, but this process sees no GPU"):
+        DeviceLayout().check_gpus_exist([])
+    DeviceLayout(trainer_gpus=(0,), rollout_gpus=(0,)).check_gpus_exist(["0"])
+
+
+def test_gpu_ids_index_the_users_cuda_visible_devices():
+    visible = visible_gpus({"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
+    assert visible == ["4", "5", "6", "7"]
+    DeviceLayout().check_gpus_exist(visible)
+    assert DeviceLayout().environment(visible)["CUDA_VISIBLE_DEVICES"] == "7,4,5,6"

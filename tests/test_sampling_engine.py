@@ -170,7 +170,8 @@ def test_tied_model_on_its_own_mesh_and_sync(tmp_path):
     _perturb(model, scale=0.5)
     stale = engine.generate(prompts, greedy)
     assert all(np.array_equal(a.token_ids, b.token_ids) for a, b in zip(before, stale))
-    assert engine.sync_weights(model) >= 0
+    sync = engine.sync_weights(model)
+    assert sync.seconds >= 0 and sync.bytes == sum(x.nbytes for x in jax.tree.leaves(nnx.state(model)))
     after = engine.generate(prompts, greedy)
     with torch.no_grad():
         for name, p in hf.named_parameters():

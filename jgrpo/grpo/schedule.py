@@ -7,6 +7,7 @@ which is 0 whenever there is warmup.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax.numpy as jnp
@@ -44,3 +45,12 @@ def lr_multiplier(step, cfg: OptimizerConfig):
 def make_schedule(cfg: OptimizerConfig):
     """optax schedule: update count -> learning rate."""
     return lambda count: cfg.learning_rate * lr_multiplier(count, cfg)
+
+
+def schedule_extends(cfg: OptimizerConfig, old_total_steps: int) -> bool:
+    """Whether the schedule over cfg.total_steps gives the updates a run over old_total_steps has
+    made or would make the same learning rates: true for a constant schedule, false for one whose
+    shape stretches with its length (a resumed run must not silently change its past schedule)."""
+    old = dataclasses.replace(cfg, total_steps=old_total_steps)
+    steps = jnp.arange(min(old_total_steps, cfg.total_steps))
+    return bool(jnp.all(lr_multiplier(steps, cfg) == lr_multiplier(steps, old)))

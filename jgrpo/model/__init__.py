@@ -3,11 +3,11 @@
 from jgrpo.model.config import ConfigError, DtypePolicy, Qwen2Config, parse_dtype
 from jgrpo.model.kv_cache import KVCache
 from jgrpo.model.qwen2 import Qwen2ForCausalLM
-from jgrpo.model.sharding import (LOGICAL_AXIS_RULES, batch_sharding, build_sharded, data_parallel_size,
-                                  logical_to_spec, make_mesh, state_shardings)
+from jgrpo.model.sharding import (LOGICAL_AXIS_RULES, ShardingError, batch_sharding, build_sharded,
+                                  data_parallel_size, logical_to_spec, make_mesh, state_shardings)
 
 __all__ = [
     "ConfigError", "DtypePolicy", "KVCache", "LOGICAL_AXIS_RULES", "Qwen2Config", "Qwen2ForCausalLM",
-    "batch_sharding", "build_sharded", "data_parallel_size", "logical_to_spec", "make_mesh", "parse_dtype",
+    "ShardingError", "batch_sharding", "build_sharded", "data_parallel_size", "logical_to_spec", "make_mesh", "parse_dtype",
     "state_shardings",
 ]

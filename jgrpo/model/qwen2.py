@@ -6,7 +6,7 @@ LM head. Parameter names follow the Hugging Face module tree so the bridges in `
 a thin renaming.
 
 Every parameter carries `logical_axes` metadata; `jgrpo.model.sharding` maps those names to mesh
-axes in one table.
+axes in one table. The attention kernels themselves live in `jgrpo.model.attention`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jgrpo.model.attention import einsum_attention, fused_attention, resolve_attention
 from jgrpo.model.config import DtypePolicy, Qwen2Config
 from jgrpo.model.kv_cache import KVCache
 
@@ -84,8 +85,10 @@ class Attention(nnx.Module):
         self.v_proj = Linear(e, kv * d, ("embed", "kv_heads"), bias=True, policy=policy, rngs=rngs)
         self.o_proj = Linear(h * d, e, ("heads", "embed"), bias=False, policy=policy, rngs=rngs)
 
-    def __call__(self, x, positions, allowed, kv: tuple[jax.Array, jax.Array] | None, slot):
-        """x [b, t, e]; allowed [b, t, s] says which keys each query may see.
+    def __call__(self, x, positions, allowed, lengths, kv: tuple[jax.Array, jax.Array] | None, slot):
+        """x [b, t, e]. Exactly one of allowed / lengths is given:
+        allowed [b, t, s] says which keys each query may see (the einsum kernel);
+        lengths [b]: causal over right-padded rows of that many real tokens (the fused kernel).
         kv: this layer's cache (keys, values) [b, s, kv_heads, d] or None; slot: where to write."""
         cfg = self.cfg
         b, t, _ = x.shape
@@ -102,14 +105,10 @@ class Attention(nnx.Module):
         else:
             new_kv = None
         cd = self.policy.compute_dtype
-        # Queries of one KV head's group attend together: [b, t, kv_heads, group, d].
-        q = q.reshape(b, t, n_kv, h // n_kv, d)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(cd), preferred_element_type=jnp.float32)
-        scores = scores / jnp.sqrt(jnp.float32(d))
-        # finfo.min rather than -inf: a padding query with no visible key gets a harmless uniform row.
-        scores = jnp.where(allowed[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(cd)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(cd)).reshape(b, t, h * d)
+        if lengths is not None:
+            out = fused_attention(q, k, v, lengths, cd)
+        else:
+            out = einsum_attention(q, k, v, allowed, cd)
         return self.o_proj(out), new_kv
 
 
@@ -133,19 +132,23 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, policy=policy)
         self.mlp = MLP(cfg, policy=policy, rngs=rngs)
 
-    def __call__(self, x, positions, allowed, kv, slot):
-        attn_out, new_kv = self.self_attn(self.input_layernorm(x), positions, allowed, kv, slot)
+    def __call__(self, x, positions, allowed, lengths, kv, slot):
+        attn_out, new_kv = self.self_attn(self.input_layernorm(x), positions, allowed, lengths, kv, slot)
         x = x + attn_out
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, new_kv
 
 
 class Qwen2ForCausalLM(nnx.Module):
+    """attention: "auto" | "einsum" | "fused" (see `jgrpo.model.attention`), resolved here once; the
+    fused kernel serves only the forward without a KV cache."""
+
     def __init__(self, cfg: Qwen2Config, *, policy: DtypePolicy = DtypePolicy(), remat: bool = False,
-                 rngs: nnx.Rngs):
+                 attention: str = "auto", rngs: nnx.Rngs):
         self.cfg = cfg
         self.policy = policy
         self.remat = remat
+        self.attention = resolve_attention(attention)  # a plain string: static, not a pytree leaf
         self.embed_tokens = _param(rngs, (cfg.vocab_size, cfg.hidden_size), policy.param_dtype,
                                    ("vocab", "embed"), "normal")
         self.layers = nnx.List([DecoderLayer(cfg, policy=policy, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
@@ -161,10 +164,17 @@ class Qwen2ForCausalLM(nnx.Module):
 
         attention_mask [b, t] marks real tokens; left padding is allowed, and positions count
         real tokens only, so a left-padded row sees the same positions as its unpadded self.
+
+        With the fused kernel and no cache, each row's real tokens must be contiguous (left padding,
+        then tokens, then right padding, either padding possibly empty): the row is rolled left so it
+        is right-padded, as cuDNN wants, run causally over its length, and rolled back. A row with
+        holes in its mask would silently attend across them; use attention="einsum" for such rows.
         """
         mask = attention_mask.astype(bool)
         t = input_ids.shape[1]
         new_positions = jnp.cumsum(mask, axis=-1, dtype=jnp.int32) - 1
+        fused = cache is None and self.attention == "fused"
+        allowed = lengths = None
         if cache is None:
             positions = jnp.maximum(new_positions, 0)
             key_mask, slot = mask, 0
@@ -174,21 +184,33 @@ class Qwen2ForCausalLM(nnx.Module):
             positions = jnp.maximum(cache.mask.sum(-1, dtype=jnp.int32)[:, None] + new_positions, 0)
             key_mask = jax.lax.dynamic_update_slice(cache.mask, mask, (0, slot))
             query_slots = slot + jnp.arange(t)
-        key_slots = jnp.arange(key_mask.shape[1])
-        allowed = key_mask[:, None, :] & (key_slots[None, None, :] <= query_slots[None, :, None])
+        if fused:
+            # Roll every row left by its first real token: real tokens first, padding after.
+            first = jnp.argmax(mask, axis=-1)
+            order = (jnp.arange(t)[None, :] + first[:, None]) % t
+            input_ids = jnp.take_along_axis(input_ids, order, axis=1)
+            positions = jnp.take_along_axis(positions, order, axis=1)
+            # At least 1: a row of padding only attends its first slot to itself, not to nothing.
+            lengths = jnp.maximum(mask.sum(-1, dtype=jnp.int32), 1)
+        else:
+            key_slots = jnp.arange(key_mask.shape[1])
+            allowed = key_mask[:, None, :] & (key_slots[None, None, :] <= query_slots[None, :, None])
 
         x = jnp.take(self.embed_tokens[...], input_ids, axis=0).astype(self.policy.compute_dtype)
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache.keys[i], cache.values[i])
+            args = (x, positions, allowed, lengths, kv, slot)
             if self.remat:
-                x, new_kv = nnx.remat(lambda lyr, *args: lyr(*args))(layer, x, positions, allowed, kv, slot)
+                x, new_kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, *args)
             else:
-                x, new_kv = layer(x, positions, allowed, kv, slot)
+                x, new_kv = layer(*args)
             if new_kv is not None:
                 new_keys.append(new_kv[0])
                 new_values.append(new_kv[1])
         x = self.norm(x)
+        if fused:  # back to the caller's layout
+            x = jnp.take_along_axis(x, ((jnp.arange(t)[None, :] - first[:, None]) % t)[:, :, None], axis=1)
         if cache is not None:
             cache = KVCache(keys=new_keys, values=new_values, mask=key_mask, index=slot + t)
         return x, cache

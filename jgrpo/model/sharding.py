@@ -13,6 +13,14 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tp")
+# A weight with this many elements is refused rather than replicated when the mesh does not divide
+# its dimension (e.g. tp 3 over the 151,936-token vocabulary): on every device it would cost more
+# than sharding saves. Smaller ones (tiny test models, biases) are replicated.
+REPLICATION_LIMIT = 2**20
+
+
+class ShardingError(ValueError):
+    """A mesh that would replicate a large weight; the message names the dimension."""
 
 LOGICAL_AXIS_RULES: dict[str, str | tuple[str, ...] | None] = {
     "batch": ("data", "fsdp"),
@@ -45,7 +53,8 @@ def make_mesh(data: int = 1, fsdp: int = -1, tp: int = 1, devices=None) -> Mesh:
 
 def logical_to_spec(logical_axes, shape=None, mesh: Mesh | None = None) -> PartitionSpec:
     """PartitionSpec for logical axis names. With shape and mesh, an axis the mesh does not divide
-    evenly is replicated instead (tiny test models have dims no mesh divides)."""
+    evenly is replicated instead (tiny test models have dims no mesh divides), unless the weight
+    has REPLICATION_LIMIT elements or more: then ShardingError."""
     spec = []
     for i, name in enumerate(logical_axes):
         if name not in LOGICAL_AXIS_RULES:
@@ -53,7 +62,13 @@ def logical_to_spec(logical_axes, shape=None, mesh: Mesh | None = None) -> Parti
         target = LOGICAL_AXIS_RULES[name]
         if target is not None and shape is not None and mesh is not None:
             names = (target,) if isinstance(target, str) else target
-            if shape[i] % int(np.prod([mesh.shape[n] for n in names])):
+            ways = int(np.prod([mesh.shape[n] for n in names]))
+            if shape[i] % ways:
+                if np.prod(shape, dtype=np.int64) >= REPLICATION_LIMIT:
+                    raise ShardingError(
+                        f"the {name} dimension ({shape[i]}) of a {list(shape)} weight does not split over mesh "
+                        f"axis {'x'.join(names)} = {ways}: it would be replicated on every device; choose a "
+                        "mesh size that divides it")
                 target = None
         spec.append(target)
     return PartitionSpec(*spec)

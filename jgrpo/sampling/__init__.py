@@ -9,7 +9,7 @@ vllm_engine VllmEngine: vLLM in this process, weight sync in memory or through a
 from __future__ import annotations
 
 from jgrpo.sampling.base import (LOGPROBS_MODES, Completion, LogprobsMode, RolloutEngine, SamplingParams,
-                                 pow2_at_least, stop_token_ids)
+                                 WeightSync, pow2_at_least, stop_token_ids)
 from jgrpo.sampling.jax_engine import JaxEngine
 
 ENGINES = ("jax", "vllm")
@@ -17,7 +17,8 @@ ENGINES = ("jax", "vllm")
 
 def make_engine(kind: str, model, *, eos_token_ids, tokenizer=None, **options) -> RolloutEngine:
     """A rollout engine sampling from `model` (a Qwen2ForCausalLM). options go to the engine's
-    constructor: JaxEngine's, or VllmEngine.from_model's (vLLM is imported only here)."""
+    constructor: JaxEngine's, or VllmEngine.from_model's (vLLM is imported only here; it needs
+    model_path, the model's HF folder, or export_dir to write one)."""
     if kind == "jax":
         return JaxEngine(model, eos_token_ids=eos_token_ids, tokenizer=tokenizer, **options)
     if kind == "vllm":
@@ -28,4 +29,4 @@ def make_engine(kind: str, model, *, eos_token_ids, tokenizer=None, **options) -
 
 
 __all__ = ["Completion", "ENGINES", "JaxEngine", "LOGPROBS_MODES", "LogprobsMode", "RolloutEngine",
-           "SamplingParams", "make_engine", "pow2_at_least", "stop_token_ids"]
+           "SamplingParams", "WeightSync", "make_engine", "pow2_at_least", "stop_token_ids"]

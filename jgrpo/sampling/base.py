@@ -88,13 +88,22 @@ def check_logprobs_mode(mode: str) -> None:
         raise ValueError(f"logprobs_mode {mode!r} is not one of {LOGPROBS_MODES}")
 
 
+@dataclasses.dataclass(frozen=True)
+class WeightSync:
+    """What one weight sync cost: wall seconds, and the bytes handed to the engine (0 when the
+    engine reads the trainer's live parameters)."""
+
+    seconds: float
+    bytes: int
+
+
 class RolloutEngine(Protocol):
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Returns len(prompts) * params.n completions, prompt by prompt."""
 
-    def sync_weights(self, model) -> float:
+    def sync_weights(self, model) -> WeightSync:
         """Makes the next `generate` sample from `model`'s current parameters (a
-        `Qwen2ForCausalLM`); returns the seconds it took. Call it after every update."""
+        `Qwen2ForCausalLM`). Call it after every update."""
 
 
 def decode_texts(tokenizer, token_ids: list[np.ndarray]) -> list[str]:

@@ -30,7 +30,7 @@ from jgrpo.distributed import to_global, to_host
 from jgrpo.model import KVCache, Qwen2ForCausalLM, batch_sharding, data_parallel_size, make_mesh, state_shardings
 from jgrpo.model.sharding import LOGICAL_AXIS_RULES
 from jgrpo.sampling.base import (Completion, LogprobsMode, SamplingParams, check_logprobs_mode, decode_texts,
-                                 pow2_at_least)
+                                 WeightSync, pow2_at_least)
 from jgrpo.sampling.draw import draw
 
 
@@ -68,16 +68,17 @@ class JaxEngine:
         self.sync_weights(model)
         self._rollout = jax.jit(self._rollout_fn, static_argnames=("n", "max_new", "greedy", "top_k", "use_top_p"))
 
-    def sync_weights(self, model: Qwen2ForCausalLM) -> float:
+    def sync_weights(self, model: Qwen2ForCausalLM) -> WeightSync:
         start = time.perf_counter()
         if nnx.graphdef(model) != self._graphdef:
             raise ValueError("sync_weights: the model's structure differs from the one this engine was built for")
         if self._own_copy:
             state = nnx.state(model)
             self._state = jax.block_until_ready(jax.device_put(state, state_shardings(state, self.mesh)))
+            moved = sum(x.nbytes for x in jax.tree.leaves(self._state))
         else:
-            self._model = model
-        return time.perf_counter() - start
+            self._model, moved = model, 0
+        return WeightSync(time.perf_counter() - start, moved)
 
     def _current_state(self):
         return self._state if self._own_copy else nnx.state(self._model)

@@ -1,9 +1,13 @@
 """vLLM as a rollout engine, in this process, with weight sync from the trainer's parameters.
 
-vLLM runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): the in-memory sync hands it host tensors
-(views of the JAX buffers where no transpose is needed), which cannot cross a process boundary.
-Token ids go in and out; vLLM's tokenizer is never started, and texts are decoded by
-`decode_texts`, the same as the JAX engine.
+vLLM runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): the in-memory sync hands it tensors
+that share the JAX buffers through DLPack (cast to vLLM's dtype and put in torch's layout on the
+device where the weights live; on GPUs nothing passes through the host), which cannot cross a
+process boundary. Token ids go in and out; vLLM's tokenizer is never started, and texts are
+decoded by `decode_texts`, the same as the JAX engine.
+
+vLLM starts from a Hugging Face folder: the run's `model.path` (the step-0 weights), so nothing is
+exported at start-up; `from_model` exports a compute-dtype folder only for a model that has none.
 
 Sampling follows the JAX engine: each completion is its own request (vLLM refuses n > 1 when
 greedy), seeded per row from (seed, call number, row); it stops only at the given EOS ids
@@ -13,110 +17,180 @@ completion. vLLM's min_tokens also suppresses the config's EOS id when it is not
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
-from flax import nnx
 
-from jgrpo.model import Qwen2ForCausalLM
-from jgrpo.sampling.base import Completion, LogprobsMode, SamplingParams, check_logprobs_mode, decode_texts
+from jgrpo.devices import DEFAULT_VLLM_GPU_MEMORY_UTILIZATION
+from jgrpo.model import Qwen2Config, Qwen2ForCausalLM, parse_dtype
+from jgrpo.sampling.base import (Completion, LogprobsMode, SamplingParams, WeightSync, check_logprobs_mode,
+                                 decode_texts)
 from ports.hf_export import export_hf
-from ports.hf_tensors import hf_tensor_infos, hf_tensors
+from ports.hf_tensors import hf_device_tensors, hf_tensor_infos, hf_tensors
 from ports.safetensors_file import write_file
 
 _VLLM_LOGPROBS_MODE = {"raw": "raw_logprobs", "processed": "processed_logprobs"}
-_VLLM_DTYPE = {"bf16": "bfloat16", "fp32": "float32"}  # the project's short names; vLLM knows the long ones
 _WEIGHTS_FILE = "model.safetensors"
+# On the CPU vLLM reads gpu_memory_utilization as a share of the node's RAM and refuses to start
+# unless that much is free; instead its KV cache is sized for this many full-length sequences.
+CPU_KV_CACHE_SEQUENCES = 16
+CPU_KV_CACHE_MIN_BYTES = 64 * 2**20  # so a tiny model's whole batch still runs at once
 
 
-def _as_torch(array: np.ndarray):
-    """A torch tensor sharing the array's memory; bfloat16 goes through a uint16 view because
-    neither torch nor DLPack knows ml_dtypes' bfloat16."""
-    import torch
+@contextlib.contextmanager
+def _output_to(log_file: Path | None):
+    """While vLLM starts or reloads, sends everything this process prints (Python's and C++'s
+    alike: vLLM's INFO lines, its per-reload warnings, load bars) to log_file; None changes nothing."""
+    if log_file is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_file, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
-    if array.dtype.name == "bfloat16":
-        return torch.from_dlpack(array.view(np.uint16)).view(torch.bfloat16)
-    return torch.from_dlpack(array)
+
+def kv_cache_bytes_per_token(cfg: Qwen2Config, dtype) -> int:
+    """Keys and values of every layer for one token."""
+    return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * np.dtype(dtype).itemsize
 
 
-def _torch_tensors(model: Qwen2ForCausalLM):
-    """The ports iterator as torch tensors. A tied model also sends lm_head.weight: without it,
-    vLLM 0.32's reload puts the old head back (tests/test_ports_vllm.py)."""
-    for name, array in hf_tensors(model, tied_lm_head=True):
-        yield name, _as_torch(array)
-
-
-def _write_weights(model: Qwen2ForCausalLM, folder: Path) -> None:
-    """One safetensors file of what `_torch_tensors` sends, written a tensor at a time; other
-    weight files are removed so vLLM reads only this one."""
+def _write_weights(model: Qwen2ForCausalLM, folder: Path, dtype) -> int:
+    """One safetensors file of what the memory sync sends, written a tensor at a time; other
+    weight files are removed so vLLM reads only this one. Returns the bytes written."""
+    folder.mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("*.safetensors"), *folder.glob("*.safetensors.index.json")]:
         old.unlink()
-    infos = []
-    for info in hf_tensor_infos(model):
-        infos.append(info)
-        if model.cfg.tie_word_embeddings and info.name == "model.embed_tokens.weight":
-            infos.append(dataclasses.replace(info, name="lm_head.weight"))
-    write_file(folder / _WEIGHTS_FILE, infos, hf_tensors(model, tied_lm_head=True))
+    infos = hf_tensor_infos(model, dtype=dtype, tied_lm_head=True)
+    write_file(folder / _WEIGHTS_FILE, infos, hf_tensors(model, dtype=dtype, tied_lm_head=True))
+    return sum(i.nbytes for i in infos)
+
+
+def dlpack_tensors(model: Qwen2ForCausalLM, dtype, sizes: list[int]):
+    """(HF name, torch tensor sharing a device buffer) for every weight, cast to `dtype`; appends
+    each tensor's byte count to `sizes`. A tied model also sends lm_head.weight: without it, vLLM
+    0.32's reload puts the old head back (tests/test_ports_vllm.py)."""
+    import torch
+
+    for name, array in hf_device_tensors(model, dtype=dtype, tied_lm_head=True):
+        sizes.append(array.nbytes)
+        yield name, torch.from_dlpack(array)
 
 
 class VllmEngine:
     """A `vllm.LLM` started on `model_path`, a HF Qwen2 folder. Settings not named here go to
-    vllm.LLM through llm_kwargs."""
+    vllm.LLM through llm_kwargs.
+
+    gpu_memory_utilization None: 0.7 of a GPU (open-rs); on the CPU, a KV cache for
+    CPU_KV_CACHE_SEQUENCES sequences of max_model_len tokens (VLLM_CPU_KVCACHE_SPACE overrides).
+    A layout where vLLM shares its GPU with JAX must set it (jgrpo.devices).
+
+    log_file: where vLLM's own output goes while it starts and reloads weights (None: the console);
+    errors still surface as exceptions."""
 
     def __init__(self, model_path: str | Path, *, eos_token_ids, tokenizer=None, dtype: str = "bfloat16",
-                 gpu_memory_utilization: float = 0.7, max_model_len: int = 4608, enable_prefix_caching: bool = True,
-                 enforce_eager: bool = False, logprobs_mode: LogprobsMode = "raw", sync_via: str = "memory",
-                 sync_dir: str | Path = "/dev/shm/jgrpo-weights", seed: int = 0, **llm_kwargs):
+                 gpu_memory_utilization: float | None = None, max_model_len: int = 4096,
+                 enable_prefix_caching: bool = True, enforce_eager: bool = False, logprobs_mode: LogprobsMode = "raw",
+                 sync_via: str = "memory", sync_dir: str | Path | None = None, seed: int = 0,
+                 log_file: str | Path | None = None, **llm_kwargs):
         check_logprobs_mode(logprobs_mode)
         if sync_via not in ("memory", "folder"):
             raise ValueError(f"sync_via must be 'memory' or 'folder', got {sync_via!r}")
+        if sync_via == "folder" and sync_dir is None:
+            raise ValueError("sync_via='folder' needs a sync_dir to write the weights to")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        import vllm
+        self.log_file = None if log_file is None else Path(log_file)
+        with _output_to(self.log_file):
+            import vllm
+            from vllm.platforms import current_platform
 
         self._vllm = vllm
         self.eos_token_ids = [int(i) for i in eos_token_ids]
         self.tokenizer = tokenizer
+        self.dtype = np.dtype(parse_dtype(dtype))
         self.sync_via = sync_via
-        self.sync_dir = Path(sync_dir)
+        self.sync_dir = None if sync_dir is None else Path(sync_dir)
         self.calls = 0  # generate calls so far: part of every request's seed
-        self.llm = vllm.LLM(str(model_path), dtype=_VLLM_DTYPE.get(dtype, dtype),
-                            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                            enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager,
-                            logprobs_mode=_VLLM_LOGPROBS_MODE[logprobs_mode], skip_tokenizer_init=True,
-                            seed=seed, **llm_kwargs)
+        memory = {"gpu_memory_utilization": gpu_memory_utilization}
+        if gpu_memory_utilization is None:
+            if not current_platform.is_cpu():
+                memory["gpu_memory_utilization"] = DEFAULT_VLLM_GPU_MEMORY_UTILIZATION
+            elif "VLLM_CPU_KVCACHE_SPACE" in os.environ:
+                memory = {}
+            else:
+                per_token = kv_cache_bytes_per_token(Qwen2Config.from_json_file(model_path), self.dtype)
+                memory = {"kv_cache_memory_bytes": max(per_token * max_model_len * CPU_KV_CACHE_SEQUENCES,
+                                                       CPU_KV_CACHE_MIN_BYTES)}
+        with _output_to(self.log_file):
+            self.llm = vllm.LLM(str(model_path), dtype=self.dtype.name, max_model_len=max_model_len,
+                                enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager,
+                                logprobs_mode=_VLLM_LOGPROBS_MODE[logprobs_mode], skip_tokenizer_init=True,
+                                seed=seed, **memory, **llm_kwargs)
 
     @classmethod
-    def from_model(cls, model: Qwen2ForCausalLM, *, sync_dir: str | Path = "/dev/shm/jgrpo-weights",
-                   dtype: str | None = None, **options) -> "VllmEngine":
-        """Exports the model as a HF folder in sync_dir and starts vLLM on it. (Starting from random
-        "dummy" weights would skip the write, but vLLM then refuses every later reload from a
-        folder.) dtype defaults to the model's parameter dtype."""
-        export_hf(model, model.cfg, sync_dir, overwrite=True)
-        param_dtype = np.dtype(jax.tree.leaves(nnx.state(model, nnx.Param))[0].dtype).name
-        return cls(sync_dir, sync_dir=sync_dir, dtype=dtype or param_dtype, **options)
+    def from_model(cls, model: Qwen2ForCausalLM, *, model_path: str | Path | None = None,
+                   export_dir: str | Path | None = None, dtype: str | None = None, **options) -> "VllmEngine":
+        """Starts vLLM on `model_path` (a HF folder of the model's architecture) or, without one, on
+        a compute-dtype export of the model in export_dir; then syncs the model's current weights.
+        dtype defaults to the model's compute dtype."""
+        dtype = dtype or np.dtype(model.policy.compute_dtype).name
+        if model_path is None:
+            if export_dir is None:
+                raise ValueError("VllmEngine.from_model needs model_path (a HF folder) or export_dir")
+            export_hf(model, model.cfg, export_dir, dtype=parse_dtype(dtype), overwrite=True)
+            model_path = export_dir
+        engine = cls(model_path, dtype=dtype, **options)
+        engine.sync_weights(model)
+        return engine
 
-    def sync_weights(self, model: Qwen2ForCausalLM, *, via: str | None = None) -> float:
-        """Pushes the model's parameters into vLLM ("memory": ports' tensor iterator;
-        "folder": a safetensors file in sync_dir) and drops the prefix cache, whose blocks hold
-        keys and values computed with the old weights. Returns the seconds it took."""
+    def sync_weights(self, model: Qwen2ForCausalLM, *, via: str | None = None) -> WeightSync:
+        """Pushes the model's parameters, in vLLM's dtype, into vLLM ("memory": device tensors
+        through DLPack; "folder": a safetensors file in sync_dir) and drops the prefix cache, whose
+        blocks hold keys and values computed with the old weights."""
+        import torch
+
         via = via or self.sync_via
         start = time.perf_counter()
+        with _output_to(self.log_file):
+            moved = self._reload(model, via)
+            if torch.cuda.is_available():
+                # The copies read JAX's buffers on torch's stream: finish them before JAX's next
+                # step may donate (overwrite) those buffers.
+                torch.cuda.synchronize()
+            self.llm.reset_prefix_cache()
+        return WeightSync(time.perf_counter() - start, moved)
+
+    def _reload(self, model: Qwen2ForCausalLM, via: str) -> int:
         if via == "memory":
             if self._vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING:
                 raise RuntimeError("in-memory weight sync needs VLLM_ENABLE_V1_MULTIPROCESSING=0 "
                                    "(vLLM in this process); use sync_via='folder' otherwise")
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": _torch_tensors(model)})
-        elif via == "folder":
-            _write_weights(model, self.sync_dir)
+            sizes = []
+            self.llm.collective_rpc("reload_weights",
+                                    kwargs={"weights_iterator": dlpack_tensors(model, self.dtype, sizes)})
+            return sum(sizes)
+        if via == "folder":
+            if self.sync_dir is None:
+                raise ValueError("folder sync needs the engine's sync_dir")
+            moved = _write_weights(model, self.sync_dir, self.dtype)
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.sync_dir)})
-        else:
-            raise ValueError(f"via must be 'memory' or 'folder', got {via!r}")
-        self.llm.reset_prefix_cache()
-        return time.perf_counter() - start
+            return moved
+        raise ValueError(f"via must be 'memory' or 'folder', got {via!r}")
 
     def _request_params(self, params: SamplingParams, row: int):
         seed = int(np.random.SeedSequence([params.seed, self.calls, row]).generate_state(1)[0])

@@ -1,0 +1,100 @@
+"""What a new user types on the first day, through `python -m jgrpo.train` as they would run it:
+help, typos, TRL's names, degenerate values, resuming, and what the run says while it works."""
+
+from pathlib import Path
+
+import pytest
+
+from jgrpo.config import ConfigError, RunConfig, load_config
+from jgrpo.config_help import TRL_NAMES, all_keys, field_comments
+from tests.test_train import _bad, metrics, train
+
+QUICK = ["--train.prompts_per_step", "4", "--rollout.num_generations", "4", "--loss.micro_batch_size", "16",
+         "--log.plots", "false", "--train.export_hf", "none"]
+
+
+def test_help_shows_the_loaded_configs_values_allowed_values_and_comments():
+    out = train("--help").stdout
+    assert "--rollout.num_generations 8" in out  # conf/tiny.yaml's value, not the built-in 6
+    assert "--train.output_dir runs/tiny" in out
+    assert "--rollout.engine jax   [jax | vllm]" in out
+    assert "completions per prompt (GRPO's group)" in out  # the field's own comment
+    assert "--loss.num_generations" not in out  # derived keys are not settable
+    out = train("--config", "conf/open_rs3.yaml", "--help").stdout
+    assert "--rollout.num_generations 6" in out and "--rollout.engine vllm" in out
+
+
+def test_trl_names_point_at_real_keys_and_comments_are_read():
+    keys = set(all_keys(RunConfig()))
+    assert set(TRL_NAMES.values()) <= keys
+    assert "temperature" in field_comments(type(RunConfig().rollout))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--train.max_step", "3"], "did you mean --train.max_steps"),
+    (["--optim.learnig_rate", "1e-5"], "did you mean --optim.learning_rate?"),
+    (["--learning_rate", "1e-5"], "did you mean --optim.learning_rate?"),
+    (["--model_name_or_path", "x"], "TRL's model_name_or_path is --model.path here"),
+    (["--optim.learning_rate", "-1"], "learning_rate must be >= 0"),
+    (["--rollout.temperature", "0"], "temperature must be > 0"),
+    (["--rollout.top_p", "1.5"], "top_p must be in (0, 1]"),
+    (["--model.compute_dtype", "bf17"], "unknown dtype 'bf17'"),
+])
+def test_mistakes_get_one_line_that_helps_and_nothing_is_written(tmp_path, args, expected):
+    msg = _bad(tmp_path, *args, "--train.output_dir", str(tmp_path / "o"))
+    assert expected in msg
+    assert not (tmp_path / "o").exists()
+
+
+def test_reward_weights_default_to_one_each():
+    cfg = load_config(None, {"rewards.funcs": "format"})
+    assert cfg.rewards.weights == (1.0,)
+    assert load_config(None, {"rewards.funcs": "format,accuracy"}).rewards.weights == (1.0, 1.0)
+    with pytest.raises(ConfigError, match="2 reward funcs but 1 weights"):
+        load_config(None, {"rewards.funcs": "format,accuracy", "rewards.weights": "[1.0]"})
+
+
+def test_missing_model_folder_leaves_nothing_behind(tmp_path):
+    msg = _bad(tmp_path, "--model.path", str(tmp_path / "nope"), "--train.output_dir", str(tmp_path / "o"))
+    assert "nope" in msg
+    assert not (tmp_path / "o").exists()
+
+
+def test_stages_compiling_and_summary_are_shown(tmp_path):
+    run = tmp_path / "run"
+    proc = train(*QUICK, "--train.max_steps", "2", "--train.output_dir", str(run))
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("[") and "starting" in lines[0]
+    assert any("devices: 1 x cpu" in line for line in lines)
+    assert any("model loaded" in line for line in lines)
+    assert "compiling the first step" in proc.stderr  # on the progress bar
+    assert "done: step 2 of 2" in proc.stdout and f"checkpoints: {run / 'checkpoints'} (step 2)" in proc.stdout
+    assert "PyTorch was not found" not in proc.stderr
+
+
+def _snapshot(run: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in run.rglob("*")}
+
+
+def test_resume_never_misleads(tmp_path):
+    """A finished run says so and changes nothing; a resume without a checkpoint names the folder;
+    a longer run under a schedule that stretches with max_steps is refused, while a constant
+    schedule extends."""
+    run = tmp_path / "run"
+    cosine = [*QUICK, "--optim.schedule", "cosine", "--train.output_dir", str(run)]
+    train(*cosine, "--train.max_steps", "2")
+    before = _snapshot(run)
+    proc = train(*cosine, "--train.max_steps", "2", "--resume")
+    assert "is complete: its last checkpoint is step 2 of train.max_steps 2; nothing to do" in proc.stdout
+    assert _snapshot(run) == before
+
+    msg = _bad(tmp_path, *cosine, "--train.max_steps", "3", "--resume")
+    assert "cannot resume with train.max_steps 3: the run's cosine learning-rate schedule spans its 2 steps" in msg
+
+    msg = _bad(tmp_path, *QUICK, "--train.output_dir", str(tmp_path / "fresh"), "--resume")
+    assert f"{tmp_path / 'fresh' / 'checkpoints'} holds no checkpoint to resume from" in msg
+
+    constant = tmp_path / "constant"
+    train(*QUICK, "--train.output_dir", str(constant), "--train.max_steps", "1")
+    train(*QUICK, "--train.output_dir", str(constant), "--train.max_steps", "2", "--resume")
+    assert [r["step"] for r in metrics(constant)] == [1, 2]
