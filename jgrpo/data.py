@@ -411,12 +411,17 @@ def render_prompt(
     tokenizer, problem: str, system_prompt: str | None, user_template: str | None = None
 ) -> str:
     """The prompt text the model sees: the tokenizer's chat template with the generation
-    prompt (for R1 models it ends with a prefilled ``"<think>\\n"``).
+    prompt (for R1 models it ends with a prefilled ``"<think>\\n"``); without a template, the
+    system prompt and the problem as plain text.
 
     ``user_template`` wraps the problem, ``{Question}`` marking its place (see
     :data:`EVAL_PROMPT_TEMPLATE`); None sends the problem as it is.
     """
     user = problem if user_template is None else user_template.replace("{Question}", problem)
+    if tokenizer.chat_template is None:
+        # A model without a chat template (a base model; the CPU default's export): the plain text,
+        # after the BOS a template would have written.
+        return (tokenizer.bos_token or "") + "\n\n".join(p for p in (system_prompt, user) if p is not None)
     messages = [{"role": "user", "content": user}]
     if system_prompt is not None:
         messages.insert(0, {"role": "system", "content": system_prompt})

@@ -287,7 +287,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="comma-separated names (default: %(default)s)")
     p.add_argument("--samples", type=int, default=1, help="samples per problem: the k of avg@k and pass@k (default: 1)")
     p.add_argument("--engine", choices=ENGINES, default="vllm", help="rollout engine (default: vllm)")
-    p.add_argument("--max-new-tokens", type=int, default=EvalSettings.max_new_tokens, help="(default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"(default: {EvalSettings.max_new_tokens}, or what the model's positions hold after the "
+                        "longest prompt)")
     p.add_argument("--temperature", type=float, default=EvalSettings.temperature, help="(default: %(default)s)")
     p.add_argument("--top-p", type=float, default=EvalSettings.top_p, help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=EvalSettings.seed, help="(default: %(default)s)")
@@ -351,6 +353,26 @@ def _load_tokenizer(model_dir: Path):
         raise EvalError(f"cannot load the tokenizer in {model_dir}: {first_line}") from None
 
 
+def _fit_new_tokens(args, longest_prompt: int) -> int:
+    """--max-new-tokens, or by default the paper's 32,768 cut to what the model's positions hold
+    after the longest prompt (a small model's max_position_embeddings is often less)."""
+    from jgrpo.model import Qwen2Config
+
+    room = Qwen2Config.from_json_file(args.model).max_position_embeddings - longest_prompt
+    if room < 1:
+        raise EvalError(f"the longest prompt ({longest_prompt} tokens) fills the model's max_position_embeddings "
+                        f"({longest_prompt + room}); use --limit or --benchmarks to leave it out")
+    if args.max_new_tokens is None:
+        if room < EvalSettings.max_new_tokens:
+            print(f"note: at most {room} new tokens: the model's max_position_embeddings is "
+                  f"{longest_prompt + room} and the longest prompt has {longest_prompt} tokens", file=sys.stderr)
+        return min(room, EvalSettings.max_new_tokens)
+    if args.max_new_tokens > room:
+        raise EvalError(f"--max-new-tokens {args.max_new_tokens} + the longest prompt ({longest_prompt} tokens) "
+                        f"exceeds the model's max_position_embeddings {longest_prompt + room}")
+    return args.max_new_tokens
+
+
 def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     names = _benchmark_names(args.benchmarks)
@@ -360,13 +382,15 @@ def run(argv: Sequence[str]) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.engine == "vllm":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    settings = EvalSettings(samples=args.samples, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                            max_new_tokens=args.max_new_tokens, limit=args.limit,
-                            batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.engine])
     output = args.output or Path("runs") / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     tokenizer = _load_tokenizer(args.model)
-    benchmarks = prepare_prompts(names, tokenizer, settings.limit)
+    if tokenizer.chat_template is None:
+        print(f"note: {args.model} has no chat template: the prompts are the plain problem text", file=sys.stderr)
+    benchmarks = prepare_prompts(names, tokenizer, args.limit)
     longest = max(len(p.token_ids) for b in benchmarks for p in b.prompts)
+    settings = EvalSettings(samples=args.samples, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                            max_new_tokens=_fit_new_tokens(args, longest), limit=args.limit,
+                            batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.engine])
     output.mkdir(parents=True, exist_ok=True)
     engine = build_engine(args.engine, args.model, tokenizer, dtype=args.dtype, longest_prompt=longest,
                           max_new_tokens=settings.max_new_tokens, seed=settings.seed,

@@ -1,7 +1,8 @@
-"""PNG curves of a run, drawn from its metrics.jsonl."""
+"""PNG curves of a run, drawn from its metrics.jsonl; `python -m jgrpo.plots RUN_DIR` redraws them."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,27 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(file)
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jgrpo.plots RUN_DIR`: (re)draws a run's curves, printing each file written."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m jgrpo.plots", description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("run_dir", type=Path, help="a run folder (train.output_dir) holding metrics.jsonl")
+    args = parser.parse_args(argv)
+    try:
+        written = plot_run(args.run_dir)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not written:
+        print(f"error: {args.run_dir / 'metrics.jsonl'} holds no curve to draw", file=sys.stderr)
+        return 2
+    for file in written:
+        print(file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,7 +15,10 @@ Stages:
  5 update_1p5b         the update of the real 1.5B config (random weights, fp32 masters, bf16 compute,
                        remat, open_rs3's loss and optimizer) at 6 x (512 + 3584) on one device: compile
                        time, compiled memory, peak bytes in use, step time, MFU (FLOPs as
-                       scripts/bench_budget.py counts them, 989 TFLOP/s bf16 dense peak)
+                       scripts/bench_budget.py counts them, 989 TFLOP/s bf16 dense peak).
+                       --update-micro 2 / --update-batch 12 change the micro-batch and the batch; the
+                       one-GPU update of 72 in micro-batches of 6 needs about this stage's peak + the
+                       bf16 reference (3.55 GB), which this stage does not hold
  6 attention_layer     einsum vs fused attention on one 1.5B decoder layer at 6 x 4096, bf16: fwd+bwd
                        time, compiled memory, largest output difference
  7 reference_logprobs  the reference log-prob pass at 18 x (512 + 3584), bf16 parameters: time, tokens/s
@@ -445,16 +448,21 @@ def stage_update(rec: Recorder, args):
     from jgrpo.grpo import RolloutBatch, init_train_state, make_train_step
     from jgrpo.model import DtypePolicy, batch_sharding
 
-    s = args.sizes["update"]
+    s = dict(args.sizes["update"])
+    s["batch"] = args.update_batch or s["batch"]
+    s["micro"] = args.update_micro or s["micro"]
     run = load_config(RECIPE)
     cfg = model_config(args.smoke)
     mesh = _mesh1()
     policy = DtypePolicy.from_names(run.model.param_dtype, run.model.compute_dtype)
-    loss_cfg = dataclasses.replace(run.loss, micro_batch_size=s["micro"])
+    # bnpo averages over groups of 6 (one prompt); a micro-batch of 2 or 4 holds part of one, so it is
+    # timed with groups of its own size (the same work and memory).
+    group = run.loss.group_size if s["micro"] % run.loss.group_size == 0 else math.gcd(s["micro"], run.loss.group_size)
+    loss_cfg = dataclasses.replace(run.loss, micro_batch_size=s["micro"], bnpo_group_size=group)
     B, P, C = s["batch"], s["prompt"], s["completion"]
     rec.update(batch=B, micro_batch=s["micro"], prompt=P, completion=C, param_dtype=run.model.param_dtype,
                compute_dtype=run.model.compute_dtype, remat=run.model.remat, loss_type=loss_cfg.loss_type,
-               beta=loss_cfg.beta, logprob_chunk_size=loss_cfg.logprob_chunk_size, recipe=str(RECIPE.relative_to(ROOT)))
+               beta=loss_cfg.beta, bnpo_group_size=loss_cfg.group_size, logprob_chunk_size=loss_cfg.logprob_chunk_size, recipe=str(RECIPE.relative_to(ROOT)))
     start = time.perf_counter()
     model = _random_model(cfg, policy, remat=run.model.remat, attention=args.attention)
     graphdef, state = init_train_state(model, run.optim, mesh)
@@ -709,6 +717,9 @@ def _run_stage(number: int, args, timeout: float, log_path: Path) -> tuple[str, 
         result_path = Path(tmp) / "result.json"
         cmd = [sys.executable, "-u", str(Path(__file__).resolve()), "--worker", str(number), "--result",
                str(result_path), "--attention", args.attention] + (["--smoke"] if args.smoke else [])
+        for flag in ("update_batch", "update_micro"):
+            if getattr(args, flag, None):
+                cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=_stage_env(number, args.smoke), stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -927,6 +938,8 @@ def main():
     parser.add_argument("--deadline", type=float, help="seconds for the whole run (default 460; smoke 300)")
     parser.add_argument("--attention", default="auto", choices=("auto", "einsum", "fused"),
                         help="the model's attention option in stages 5, 7, 8 (default auto: fused on GPU)")
+    parser.add_argument("--update-batch", type=int, help="stage 5: completions per step (default 6)")
+    parser.add_argument("--update-micro", type=int, help="stage 5: completions per micro-batch (default 6)")
     parser.add_argument("--render", metavar="JSON", help="only rewrite the Markdown from this JSON")
     parser.add_argument("--benchmarks", action="store_true", help="with --render: also into BENCHMARKS.md")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)

@@ -57,7 +57,6 @@ def smoke(tmp_path_factory):
     return proc, json.loads(report_path.read_text()), out
 
 
-@pytest.mark.slow
 def test_smoke_runs_every_stage_and_all_succeed(smoke):
     proc, report, out = smoke
     failed = {name: (e["status"], e["error"]) for name, e in report["stages"].items() if e["status"] != "ok"}
@@ -71,7 +70,6 @@ def test_smoke_runs_every_stage_and_all_succeed(smoke):
     assert report["elapsed_s"] < report["deadline_s"]
 
 
-@pytest.mark.slow
 def test_smoke_numbers_are_finite_and_positive(smoke):
     _, report, _ = smoke
     for stage, keys in POSITIVE.items():
@@ -81,7 +79,6 @@ def test_smoke_numbers_are_finite_and_positive(smoke):
             assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (stage, key, value)
 
 
-@pytest.mark.slow
 def test_smoke_checks_hold(smoke):
     _, report, _ = smoke
     r = {name: e["results"] for name, e in report["stages"].items()}
@@ -105,7 +102,6 @@ def test_smoke_checks_hold(smoke):
     assert s["completions"] == s["completions_expected"] == 72 and s["tokens"] == 72 * s["new_tokens"]
 
 
-@pytest.mark.slow
 def test_smoke_markdown_names_every_stage(smoke):
     _, report, out = smoke
     text = (out / "gpu_check.md").read_text()

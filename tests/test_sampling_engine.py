@@ -155,6 +155,19 @@ def _perturb(model, scale=0.05, seed=0):
             var[...] = var[...] + scale * jax.random.normal(sub, var.shape, var.dtype)
 
 
+def test_a_remat_model_samples_the_same_tokens(untied, engine_a):
+    """Training with remat (the open-rs recipes) and sampling with the JAX engine: the cached
+    decode path does not recompute, so it traces, and gives the same greedy tokens."""
+    hf, folder = untied
+    engine, _ = engine_a
+    remat = make_engine("jax", load_hf_model(folder, mesh=make_mesh(data=2, fsdp=2), remat=True),
+                        eos_token_ids=engine.eos_token_ids)
+    prompts = _prompts(hf.config.vocab_size)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=MAX_NEW)
+    assert [c.token_ids.tolist() for c in remat.generate(prompts, greedy)] == \
+        [c.token_ids.tolist() for c in engine.generate(prompts, greedy)]
+
+
 def test_tied_model_on_its_own_mesh_and_sync(tmp_path):
     """Copy mode: the sampler holds its own copy on a (fsdp 2, tp 2) mesh; it sees new weights
     only after sync_weights, and then exactly HF's greedy tokens for those weights."""

@@ -201,7 +201,9 @@ class Qwen2ForCausalLM(nnx.Module):
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cache.keys[i], cache.values[i])
             args = (x, positions, allowed, lengths, kv, slot)
-            if self.remat:
+            # Recomputing activations pays off only where a backward pass follows: never with a cache
+            # (sampling), where nnx.remat inside the sampler's while_loop would also fail to trace.
+            if self.remat and cache is None:
                 x, new_kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, *args)
             else:
                 x, new_kv = layer(*args)
