@@ -14,7 +14,6 @@ import json
 import math
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import orbax.checkpoint as ocp
@@ -26,7 +25,6 @@ from ports.orbax_ckpt import handler_registry, restore_args, save_args
 
 STATE = "state"
 TOKENIZER = "tokenizer"  # <run>/checkpoints/tokenizer, beside the step folders
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class Checkpoints:
@@ -110,26 +108,6 @@ def find_tokenizer(checkpoint: str | Path, meta: dict) -> Path | None:
     return None
 
 
-def running_config(default: Path | None = None) -> str | None:
-    """The --config of the running `python -m jgrpo.train` command (`default` when it names none),
-    as a path relative to the repository when inside it; None when that is not the program."""
-    argv = sys.argv
-    if not argv or Path(argv[0]).name != "train.py" or Path(argv[0]).parent.name != "jgrpo":
-        return None
-    config = default
-    for i, arg in enumerate(argv[1:], 1):
-        if arg == "--config" and i + 1 < len(argv):
-            config = Path(argv[i + 1])
-        elif arg.startswith("--config="):
-            config = Path(arg.partition("=")[2])
-    if config is None:
-        return None
-    try:
-        return str(config.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(config)
-
-
 def _reward_summary(run_dir: Path | None, step: int | None) -> dict | None:
     """From <run>/metrics.jsonl: the reward at `step`, the mean over the last ten steps up to it, and
     each reward function's mean at `step`; None when the run logged no such step."""
@@ -162,8 +140,12 @@ def _base_model(config: dict | None) -> tuple[str, str | None]:
         tiny = config.get("model", {}).get("tiny") or {}
         shape = ", ".join(f"{k} {v}" for k, v in tiny.items())
         return f"none: a randomly initialised Qwen2 ({shape})", None
-    hub_id = path if re.fullmatch(r"[\w.-]+/[\w.-]+", path) and not Path(path).exists() else None
-    return f"`{path}`", hub_id
+    cached = re.search(r"models--([\w.-]+)--([\w.-]+)/snapshots/", path)  # a Hugging Face cache folder
+    if cached:
+        hub_id = f"{cached.group(1)}/{cached.group(2)}"
+    else:
+        hub_id = path if re.fullmatch(r"[\w.-]+/[\w.-]+", path) and not Path(path).exists() else None
+    return (f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"`{path}`"), hub_id
 
 
 def model_card(*, step: int | None, config: dict | None = None, recipe: str | None = None,

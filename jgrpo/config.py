@@ -393,13 +393,31 @@ def _get_path(tree: dict, dotted: str) -> Any:
     return node
 
 
+def recipes_dir() -> Path:
+    """The bundled recipes: conf/ beside the package in a source checkout; in an installed wheel,
+    jgrpo/conf, where pyproject.toml installs conf/."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "conf"
+    return checkout if checkout.is_dir() else package / "conf"
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """A config file: a path as given, or the name of a bundled recipe (tiny, open_rs3, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = recipes_dir() / f"{path.name.removesuffix('.yaml')}.yaml"
+    if bundled.is_file() and path.parent == Path("."):
+        return bundled
+    names = sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+    raise ConfigError(f"config file not found: {name_or_path} (bundled recipes: {', '.join(names)})")
+
+
 def load_config(path: str | Path | None, overrides: dict[str, str] | None = None) -> RunConfig:
     """RunConfig from a YAML file (or the defaults) and dotted overrides."""
     tree: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = recipe_path(path)
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:

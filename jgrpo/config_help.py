@@ -16,14 +16,14 @@ import tokenize
 from typing import Any
 
 from jgrpo.grpo.config import LOSS_TYPES, SCALE_REWARDS, SCHEDULES
+from jgrpo.model import DTYPE_NAMES
 from jgrpo.model.attention import ATTENTION_IMPLEMENTATIONS
 from jgrpo.rewards import REWARD_NAMES
 from jgrpo.sampling import ENGINES, LOGPROBS_MODES
 
-_DTYPES = ("float32", "bfloat16")  # also accepted: fp32, bf16
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.param_dtype": _DTYPES,
-    "model.compute_dtype": _DTYPES,
+    "model.param_dtype": DTYPE_NAMES,
+    "model.compute_dtype": DTYPE_NAMES,
     "model.attention": ATTENTION_IMPLEMENTATIONS,
     "rollout.engine": ENGINES,
     "rollout.logprobs_mode": LOGPROBS_MODES,

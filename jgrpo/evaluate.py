@@ -298,8 +298,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="output folder (default: runs/eval-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --output")
     p.add_argument("--name", help="model name in the table (default: the model folder's name)")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
-                   help="weights and compute (default: %(default)s)")
+    p.add_argument("--dtype", default="bfloat16", type=_dtype_arg, metavar="{float32,bfloat16,float16}",
+                   help="weights and compute (fp32/bf16/fp16 also accepted; default: %(default)s)")
     p.add_argument("--enforce-eager", action="store_true", help="vLLM: no CUDA graphs (faster start)")
     p.add_argument("--gpu-memory-utilization", type=float, default=None,
                    help="vLLM's share of its GPU (default: 0.7 on a GPU; on the CPU, where vLLM would read it as "
@@ -317,6 +317,15 @@ def _benchmark_names(spec: str) -> list[str]:
         if name not in BENCHMARKS:
             raise EvalError(f"unknown benchmark {name!r}; known benchmarks: {', '.join(BENCHMARKS)}")
     return names
+
+
+def _dtype_arg(name: str) -> str:
+    from jgrpo.model import ConfigError, dtype_name
+
+    try:
+        return dtype_name(name)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _check_args(args) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 from pathlib import Path
+
+import yaml
 
 from jgrpo.config import LogConfig
 
 METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
+WANDB_ID_FILE = "wandb_run_id"
 
 
 def _truncate_after(path: Path, step: int) -> None:
@@ -30,6 +34,19 @@ def read_metrics(run_dir: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}")
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def _flat_scalars(tree: dict, prefix: str = "") -> dict:
+    """{"optim.learning_rate": 1e-6, ...}: the config's scalars; lists become their text."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat_scalars(value, f"{prefix}{key}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[prefix + key] = value
+        else:
+            flat[prefix + key] = str(value)
+    return flat
 
 
 def _finite(value: float):
@@ -53,12 +70,20 @@ class RunLogger:
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
+            if start_step == 0:
+                self._tb.add_text("config", "```yaml\n" + yaml.safe_dump(config_dict, sort_keys=False) + "```", 0)
+                # The hparams plugin's table: one run, its flattened settings.
+                self._tb.add_hparams(_flat_scalars(config_dict), {"hparams/start": 0.0}, name="hparams")
         self._wandb = None
         if cfg.wandb:
             import wandb  # checked before the run starts (jgrpo.train)
 
+            # The run id lives in the run folder, so a resumed run continues the same W&B run.
+            id_file = run_dir / WANDB_ID_FILE
+            if not id_file.is_file():
+                id_file.write_text(secrets.token_hex(4))
             self._wandb = wandb.init(project=cfg.wandb_project, dir=str(run_dir), config=config_dict,
-                                     resume="allow", name=run_dir.name)
+                                     id=id_file.read_text().strip(), resume="allow", name=run_dir.name)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if not self.write:

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from jgrpo.checkpoint import Checkpoints
+from jgrpo.checkpoint import Checkpoints, model_card
 from jgrpo.config import DERIVED, ConfigError, RunConfig, load_config, save_config
 from jgrpo.config_help import describe_keys
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
@@ -40,14 +40,15 @@ from ports.hf_export import export_hf
 from ports.hf_load import load_hf_model
 from ports.orbax_ckpt import abstract
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tiny.yaml"
+DEFAULT_CONFIG = "tiny"  # the bundled CPU default, conf/tiny.yaml
 USAGE = "usage: python -m jgrpo.train [--config FILE] [--resume] [--section.key VALUE ...]"
 HELP = f"""{USAGE}
 
 GRPO training. With no arguments: the CPU default (conf/tiny.yaml), a tiny Qwen2 learning
-single-digit addition from rewards. The paper's recipes: --config conf/open_rs3.yaml --model.path DIR.
+single-digit addition from rewards. The paper's recipes: --config open_rs3 (or a path to a YAML file).
 
-  --config FILE   a YAML config (sections and keys as below)
+  --config FILE   a YAML config, or a bundled recipe's name: tiny (default), open_rs1, open_rs2, open_rs3,
+                  open_rs3_1gpu
   --resume        continue the run in train.output_dir from its newest checkpoint
   --section.key VALUE (or --section.key=VALUE) overrides one key; lists as a,b or [a, b]; null for none
 
@@ -62,7 +63,7 @@ class RunComplete(Exception):
     """--resume on a run that already reached train.max_steps: nothing to do."""
 
 
-def parse_args(argv: list[str]) -> tuple[Path | None, dict[str, str], bool, bool]:
+def parse_args(argv: list[str]) -> tuple[str, dict[str, str], bool, bool]:
     """(config file, overrides, resume, help)."""
     config, overrides, resume, show_help = None, {}, False, False
     i = 0
@@ -85,13 +86,11 @@ def parse_args(argv: list[str]) -> tuple[Path | None, dict[str, str], bool, bool
             value = argv[i + 1]
             i += 1
         if key == "config":
-            config = Path(value)
+            config = value
         else:
             overrides[key] = value
         i += 1
-    if config is None and DEFAULT_CONFIG.is_file():
-        config = DEFAULT_CONFIG
-    return config, overrides, resume, show_help
+    return config or DEFAULT_CONFIG, overrides, resume, show_help
 
 
 def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,11 +111,29 @@ def _right_pad(rows: list[np.ndarray], width: int, pad, dtype) -> tuple[np.ndarr
     return out, mask
 
 
+def completion_metrics(completions) -> dict[str, float]:
+    """TRL's completion-length metrics: over all completions, and over those that ended with an
+    EOS ("terminated"; 0 when none did)."""
+    lengths = np.array([len(c.token_ids) for c in completions])
+    done = np.array([len(c.token_ids) for c in completions if c.finish_reason == "stop"])
+    out = {"completions/min_length": float(lengths.min()), "completions/max_length": float(lengths.max())}
+    for name, fn in (("min", np.min), ("mean", np.mean), ("max", np.max)):
+        out[f"completions/{name}_terminated_length"] = float(fn(done)) if done.size else 0.0
+    return out
+
+
+def _finite_or_none(x) -> float | None:
+    """A reward for JSON: NaN (the function returned None) becomes null."""
+    return float(x) if np.isfinite(x) else None
+
+
 class Trainer:
     """Builds every stage from the config, checking all inputs before the first step."""
 
-    def __init__(self, cfg: RunConfig, resume: bool):
+    def __init__(self, cfg: RunConfig, resume: bool, recipe: str | None = None):
+        """recipe: the --config the run was started with, named in its model cards."""
         self.cfg = cfg
+        self.recipe = recipe
         self.is_main = is_main_process()  # in a multi-host run, process 0 writes the run's files
         self.run_dir = Path(cfg.train.output_dir)
         self._started = time.perf_counter()
@@ -223,6 +240,7 @@ class Trainer:
                   f"{cfg.model.param_dtype} weights, {cfg.model.compute_dtype} compute"
                   + (", frozen reference" if self.ref_params is not None else ""))
         self.start_step = 0
+        self.num_tokens = 0  # prompt + completion tokens of every step so far (TRL's num_tokens)
         if cfg.rollout.engine == "jax":
             self.engine = make_engine("jax", self.model, eos_token_ids=self.eos_ids, tokenizer=self.tokenizer,
                                       **self._engine_options())
@@ -335,6 +353,7 @@ class Trainer:
         except ValueError as e:
             raise SetupError(str(e)) from None
         self.engine.calls = meta["sampler_calls"]
+        self.num_tokens = meta["num_tokens"]
         self.start_step = meta["step"]
         nnx.update(self.model, self.state.params)
         self.engine.sync_weights(self.model)
@@ -377,8 +396,8 @@ class Trainer:
         timings["reward"] = time.perf_counter() - t
 
         # Every process built the same host batch; as global arrays each device gets its rows.
-        batch = jax.tree.map(lambda x: to_global(x, batch_sharding(self.mesh, x.ndim)),
-                             self._rollout_batch(prompt_batch, completions, total))
+        host_batch = self._rollout_batch(prompt_batch, completions, total)
+        batch = jax.tree.map(lambda x: to_global(x, batch_sharding(self.mesh, x.ndim)), host_batch)
         t = time.perf_counter()
         logps_args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
         if self.ref_params is not None:
@@ -399,15 +418,21 @@ class Trainer:
         timings["sync"] = sync.seconds
         timings["step"] = time.perf_counter() - start
 
-        n_tokens = sum(len(c.token_ids) for c in completions)
         metrics.update(rewards.metrics)
+        metrics.update(completion_metrics(completions))
         metrics.update({f"timing/{k}": v for k, v in timings.items()})
-        metrics["tokens_per_second"] = n_tokens / timings["step"]
+        metrics["tokens_per_second"] = sum(len(c.token_ids) for c in completions) / timings["step"]
+        self.num_tokens += sum(len(prompt_batch.prompts[c.prompt_index].token_ids) + len(c.token_ids)
+                               for c in completions)
+        metrics["num_tokens"] = self.num_tokens  # TRL's: prompt and completion tokens seen so far
         metrics["sync/bytes"] = sync.bytes
+        names = list(rewards.per_function)
         self.logger.log_completions(step + 1, [  # numbered like metrics.jsonl: after the update
-            {"prompt_id": prompt_batch.prompts[c.prompt_index].example.id, "completion": c.text,
-             "reward": float(r), "finish_reason": c.finish_reason}
-            for c, r in zip(completions, total)][::cfg.rollout.num_generations])  # one per prompt
+            {"prompt_id": prompt_batch.prompts[c.prompt_index].example.id,
+             "prompt": prompt_batch.prompts[c.prompt_index].text, "completion": c.text,
+             "reward": float(total[i]), "rewards": {n: _finite_or_none(rewards.per_function[n][i]) for n in names},
+             "advantage": float(host_batch.advantages[i]), "finish_reason": c.finish_reason}
+            for i, c in enumerate(completions)][::cfg.rollout.num_generations])  # one per prompt
         return metrics
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -420,30 +445,22 @@ class Trainer:
         return any_process(self._stop_signal is not None)
 
     def _save(self, step: int) -> None:
-        from jgrpo.checkpoint import running_config
-
         # The recipe names the run in a model card; ports.convert reads it from here.
         meta = {"step": step, "data": self.batcher.state_dict(), "sampler_calls": self.engine.calls,
-                "config": self.cfg.to_dict(),
-                "hf_config": self.model_cfg.to_hf_dict(),
-                "recipe": getattr(self, "config_path", None) or running_config(DEFAULT_CONFIG)}
+                "num_tokens": self.num_tokens, "config": self.cfg.to_dict(), "hf_config": self.model_cfg.to_hf_dict(),
+                "recipe": self.recipe}
         if self.is_main:  # once per run, before the first checkpoint: what ports.convert needs besides meta
             self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
         self.checkpoints.save(step, self.state, meta)
-        self._saved_step = step  # the final export's step
         if self.cfg.train.export_hf == "every":
             self._export(self.run_dir / "hf" / f"step_{step}", step)
 
-    def _export(self, dst: Path, step: int | None = None) -> None:
-        from jgrpo.checkpoint import model_card, running_config
-
+    def _export(self, dst: Path, step: int) -> None:
         # Gathering is collective: every process takes part, process 0 writes.
         params = jax.tree.map(to_host, nnx.to_pure_dict(nnx.state(self.model, nnx.Param)))
         if self.is_main:
-            step = step if step is not None else getattr(self, "_saved_step", self.start_step)
             tokenizer = self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
-            card = model_card(step=step, config=self.cfg.to_dict(), run_dir=self.run_dir,
-                              recipe=getattr(self, "config_path", None) or running_config(DEFAULT_CONFIG))
+            card = model_card(step=step, config=self.cfg.to_dict(), run_dir=self.run_dir, recipe=self.recipe)
             export_hf(params, self.model_cfg, dst, tokenizer=tokenizer, overwrite=True, model_card=card)
 
     def run(self) -> int:
@@ -475,7 +492,7 @@ class Trainer:
             print(f"stopped by {name} after step {step}; resume with --resume", file=sys.stderr)
             return 0
         if cfg.export_hf != "none":
-            self._export(self.run_dir / "hf" / "final")
+            self._export(self.run_dir / "hf" / "final", step)
         if self.cfg.log.plots and self.is_main:
             plot_run(self.run_dir)
         self.checkpoints.close()
@@ -546,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         initialize_from_environment()  # a multi-host run: before anything touches a device
         # Orbax warns on every save that it found no OCDBT files to merge (ports saves without OCDBT).
         logging.getLogger("absl").setLevel(logging.ERROR)
-        trainer = Trainer(cfg, resume)
+        trainer = Trainer(cfg, resume, recipe=path)
     except (ConfigError, ModelConfigError, SetupError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

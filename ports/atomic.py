@@ -18,7 +18,7 @@ def atomic_dir(dst: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     An existing `dst` is an error unless `overwrite`, and is then replaced only after success."""
     dst = Path(dst).absolute()
     if dst.exists() and not overwrite:
-        raise FileExistsError(f"destination exists: {dst} (pass overwrite to replace it)")
+        raise FileExistsError(f"destination exists: {dst} (overwrite=True replaces it)")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp = dst.with_name(f".{dst.name}.partial-{tag}")
@@ -28,7 +28,7 @@ def atomic_dir(dst: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
             raise FileNotFoundError(f"nothing was written for {dst}")
         if dst.exists():
             if not overwrite:  # appeared while we were writing
-                raise FileExistsError(f"destination exists: {dst} (pass overwrite to replace it)")
+                raise FileExistsError(f"destination exists: {dst} (overwrite=True replaces it)")
             old = dst.with_name(f".{dst.name}.replaced-{tag}")
             os.rename(dst, old)
             os.rename(tmp, dst)

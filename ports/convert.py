@@ -1,7 +1,7 @@
 """`python -m ports.convert`: Hugging Face Qwen2 folder <-> Orbax parameter checkpoint.
 
-    python -m ports.convert hf-to-orbax SRC DST [--dtype bf16|fp32] [--overwrite]
-    python -m ports.convert orbax-to-hf SRC DST [--tokenizer DIR | --no-tokenizer] [--dtype bf16|fp32]
+    python -m ports.convert hf-to-orbax SRC DST [--dtype bfloat16|float32] [--overwrite]
+    python -m ports.convert orbax-to-hf SRC DST [--tokenizer DIR | --no-tokenizer] [--dtype bfloat16|float32]
                                                 [--max-shard-size 5GB] [--overwrite] [--push-to-hub REPO]
 
 Both directions run on one device, tensor by tensor. orbax-to-hf reads a parameter checkpoint
@@ -29,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jgrpo.checkpoint import TOKENIZER, find_tokenizer, has_tokenizer, model_card, run_dir_of
-from jgrpo.model import ConfigError, Qwen2Config, parse_dtype
+from jgrpo.model import ConfigError, Qwen2Config, dtype_name, parse_dtype
 from ports import CheckpointError
 from ports.hf_export import export_hf, parse_size
 from ports.hf_load import load_hf_params
@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     for p in (to_orbax, to_hf):
         p.add_argument("src", help="source folder")
         p.add_argument("dst", help="destination folder (must not exist, unless --overwrite)")
-        p.add_argument("--dtype", choices=["bf16", "fp32"], help="cast parameters (default: keep the stored dtype)")
+        p.add_argument("--dtype", type=_dtype_arg, metavar="{float32,bfloat16,float16}",
+                       help="cast parameters (fp32/bf16/fp16 also accepted; default: keep the stored dtype)")
         p.add_argument("--overwrite", action="store_true", help="replace DST if it exists (only once complete)")
     tokenizer = to_hf.add_mutually_exclusive_group()
     tokenizer.add_argument("--tokenizer", metavar="DIR",
@@ -70,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     to_hf.add_argument("--max-shard-size", type=_size, default="5GB",
                        help="largest safetensors file, e.g. 5GB, 500MB, 2GiB (default: 5GB)")
     return parser
+
+
+def _dtype_arg(name: str) -> str:
+    try:
+        return dtype_name(name)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _dtype(args):

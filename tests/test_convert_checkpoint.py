@@ -94,7 +94,8 @@ def test_training_checkpoint_converts_to_a_folder_transformers_loads(run, tmp_pa
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "transformers"
     assert "# GRPO checkpoint, step 2" in card.text and "| Steps | 2 of 3 |" in card.text
-    assert "| Recipe | `conf/tiny.yaml` |" in card.text
+    recipe = next(line for line in card.text.splitlines() if line.startswith("| Recipe |"))
+    assert recipe in ("| Recipe | `tiny` |", "| Recipe | `conf/tiny.yaml` |"), recipe  # the CPU default
     assert f"| Final reward | {metrics_at(run, 2)['reward']:.4f} at step 2 " in card.text
     assert "| Tokenizer | included |" in card.text
 
@@ -167,3 +168,16 @@ def test_push_to_hub_failure_is_one_line_and_keeps_the_local_folder(run, tmp_pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: wrote {out}, but pushing it to someone/tiny-grpo failed")
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+
+
+def test_model_card_names_a_hub_base_model_and_what_it_does_not_know(tmp_path):
+    from jgrpo.checkpoint import model_card
+
+    snapshot = "/cache/huggingface/hub/models--deepseek-ai--DeepSeek-R1-Distill-Qwen-1.5B/snapshots/ad9f0ae0/"
+    card = model_card(step=500, config={"model": {"path": snapshot}, "train": {"max_steps": 500}},
+                      recipe="open_rs3", run_dir=tmp_path)  # a run folder without metrics.jsonl
+    assert card.data.base_model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    for row in ("| Recipe | `open_rs3` |", "| Steps | 500 of 500 |", "| Final reward | not recorded |"):
+        assert row in card.text, row
+    card = model_card(step=None)  # a parameter checkpoint: no run to describe
+    assert card.data.base_model is None and "| Base model | unknown" in card.text

@@ -98,3 +98,36 @@ def test_resume_never_misleads(tmp_path):
     train(*QUICK, "--train.output_dir", str(constant), "--train.max_steps", "1")
     train(*QUICK, "--train.output_dir", str(constant), "--train.max_steps", "2", "--resume")
     assert [r["step"] for r in metrics(constant)] == [1, 2]
+
+
+def test_logs_carry_what_trl_logs_and_a_resumed_run_keeps_its_wandb_run(tmp_path):
+    pytest.importorskip("wandb")
+    run = tmp_path / "run"
+    args = [*QUICK, "--train.output_dir", str(run), "--log.wandb", "true"]
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    train(*args, "--train.max_steps", "2", env=env)
+    train(*args, "--train.max_steps", "3", "--resume", env=env)
+
+    rows = metrics(run)
+    for key in ("completions/min_length", "completions/max_length", "completions/min_terminated_length",
+                "completions/mean_terminated_length", "completions/max_terminated_length", "num_tokens"):
+        assert key in rows[0], key
+    assert rows[0]["completions/min_length"] <= rows[0]["completions/mean_length"] <= rows[0]["completions/max_length"]
+    tokens = [r["num_tokens"] for r in rows]
+    assert tokens[0] > 0 and tokens[0] < tokens[1] < tokens[2]  # cumulative, also across the resume
+
+    import json
+    completions = [json.loads(line) for line in (run / "completions.jsonl").read_text().splitlines()]
+    first = completions[0]
+    assert first["prompt"].endswith("=") and first["prompt_id"] + "=" == first["prompt"]
+    assert set(first["rewards"]) == {"exact_answer", "number_then_stop"}
+    assert isinstance(first["advantage"], float)
+    assert first["reward"] == pytest.approx(first["rewards"]["exact_answer"] + 0.2 * first["rewards"]["number_then_stop"])
+
+    first_events = sorted((run / "tensorboard").glob("events.out.tfevents.*"))[0]  # the fresh start's
+    assert b"learning_rate" in first_events.read_bytes()  # the run config, as text
+    assert list((run / "tensorboard" / "hparams").iterdir())
+
+    run_id = (run / "wandb_run_id").read_text().strip()
+    offline_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and all(name.endswith(run_id) for name in offline_runs)

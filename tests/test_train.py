@@ -273,6 +273,25 @@ def test_open_rs_recipes_carry_the_papers_hyperparameters(n, source, funcs, leng
     assert cfg.devices.gpu_layout and cfg.devices.trainer_gpus == (0, 1, 2) and cfg.devices.rollout_gpus == (3,)
 
 
+def test_one_gpu_recipe_is_open_rs3_on_one_shared_gpu():
+    """The same run as open_rs3 (every hyperparameter, the same loss: micro-batches of whole
+    6-completion groups), with JAX and vLLM colocated on GPU 0 and JAX capped below vLLM's share."""
+    from jgrpo.train import gpu_layout
+
+    three, one = load_config(ROOT / "conf" / "open_rs3.yaml").to_dict(), load_config("open_rs3_1gpu").to_dict()
+    layout_keys = {("devices", "trainer_gpus"), ("devices", "rollout_gpus"), ("train", "mesh"),
+                   ("train", "output_dir"), ("loss", "micro_batch_size"), ("rollout", "gpu_memory_utilization")}
+    for section in three:
+        for key in three[section]:
+            if (section, key) not in layout_keys:
+                assert three[section][key] == one[section][key], f"{section}.{key}"
+    cfg = load_config("open_rs3_1gpu")
+    assert cfg.loss.micro_batch_size % cfg.loss.bnpo_group_size == 0 and cfg.train.mesh.fsdp == 1
+    env = gpu_layout(cfg).environment(["0"])
+    assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) == pytest.approx(1 - 0.12 - 0.05)
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -336,9 +355,9 @@ def test_cpu_default_with_vllm_and_no_other_vllm_flags(tmp_path):
         assert row["sampling/sampling_logp_difference/mean"] < 1e-5
     assert list((cache / "jgrpo" / "jax").iterdir())
 
-    msg = _bad(tmp_path, "--rollout.engine", "vllm", "--rollout.max_model_len", "4608", "--train.output_dir",
+    msg = _bad(tmp_path, "--rollout.engine", "vllm", "--rollout.max_model_len", "4096", "--train.output_dir",
                str(tmp_path / "o"))
-    assert "rollout.max_model_len = 4608 exceeds the model's max_position_embeddings 64" in msg
+    assert "rollout.max_model_len = 4096 exceeds the model's max_position_embeddings 2048" in msg
 
 
 def test_compilation_cache_can_be_switched_off(tmp_path):

@@ -91,8 +91,8 @@ class OptimizerConfig:
         for name in ("b1", "b2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.eps <= 0:
-            raise ValueError(f"eps must be > 0, got {self.eps}")
+        if self.eps < 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
         if not 0 <= self.min_lr_rate <= 1:
             raise ValueError(f"min_lr_rate must be in [0, 1], got {self.min_lr_rate}")
         if self.warmup_steps is not None and self.warmup_steps < 0:

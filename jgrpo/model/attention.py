@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 
 ATTENTION_IMPLEMENTATIONS = ("auto", "einsum", "fused")
 
@@ -32,17 +33,16 @@ def resolve_attention(name: str) -> str:
 
 def einsum_attention(q, k, v, allowed, compute_dtype):
     """q [b, t, h, d], k/v [b, s, kv_heads, d], allowed [b, t, s] -> [b, t, h * d] in compute_dtype."""
-    b, t, h, d = q.shape
-    n_kv = k.shape[2]
+    d = q.shape[-1]
     cd = compute_dtype
-    # Queries of one KV head's group attend together: [b, t, kv_heads, group, d].
-    q = q.reshape(b, t, n_kv, h // n_kv, d)
+    # Queries of one KV head's group attend together: no copy of K/V per query head.
+    q = rearrange(q, "b t (k g) d -> b t k g d", k=k.shape[2])
     scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(cd), preferred_element_type=jnp.float32)
     scores = scores / jnp.sqrt(jnp.float32(d))
     # finfo.min rather than -inf: a padding query with no visible key gets a harmless uniform row.
     scores = jnp.where(allowed[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(cd)
-    return jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(cd)).reshape(b, t, h * d)
+    return rearrange(jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(cd)), "b t k g d -> b t (k g d)")
 
 
 def _implementation(compute_dtype):
@@ -56,10 +56,10 @@ def fused_attention(q, k, v, lengths, compute_dtype):
     real tokens at the start of each row (>= 1) -> [b, t, h * d] in compute_dtype.
 
     Query positions at or past a row's length get zeros."""
-    b, t, h, d = q.shape
+    d = q.shape[-1]
     cd = compute_dtype
     lengths = lengths.astype(jnp.int32)
     out = jax.nn.dot_product_attention(q.astype(cd), k.astype(cd), v.astype(cd), scale=float(d) ** -0.5,
                                        is_causal=True, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
                                        implementation=_implementation(cd))
-    return out.astype(cd).reshape(b, t, h * d)
+    return rearrange(out.astype(cd), "b t h d -> b t (h d)")

@@ -137,14 +137,21 @@ class Qwen2Config:
         }
 
 
-_DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16}
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # how every jgrpo command spells them
+_SHORT_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # also accepted as input
 
 
-def parse_dtype(name: str) -> jnp.dtype:
-    try:
-        return _DTYPES[name]
-    except KeyError:
-        raise ConfigError(f"unknown dtype {name!r}; choose one of {sorted(_DTYPES)}") from None
+def dtype_name(name: str) -> str:
+    """The one spelling (float32, bfloat16, float16) of a dtype name given in either spelling."""
+    name = _SHORT_NAMES.get(name, name)
+    if name not in DTYPE_NAMES:
+        raise ConfigError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPE_NAMES)} (or fp32, bf16, fp16)")
+    return name
+
+
+def parse_dtype(name: str):
+    """The JAX dtype of a name in either spelling."""
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[dtype_name(name)]
 
 
 @dataclasses.dataclass(frozen=True)

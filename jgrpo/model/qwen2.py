@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 from flax import nnx
 
 from jgrpo.model.attention import einsum_attention, fused_attention, resolve_attention
@@ -91,11 +92,10 @@ class Attention(nnx.Module):
         lengths [b]: causal over right-padded rows of that many real tokens (the fused kernel).
         kv: this layer's cache (keys, values) [b, s, kv_heads, d] or None; slot: where to write."""
         cfg = self.cfg
-        b, t, _ = x.shape
-        h, n_kv, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        q = self.q_proj(x).reshape(b, t, h, d)
-        k = self.k_proj(x).reshape(b, t, n_kv, d)
-        v = self.v_proj(x).reshape(b, t, n_kv, d)
+        heads = "b t (h d) -> b t h d"
+        q = rearrange(self.q_proj(x), heads, d=cfg.head_dim)
+        k = rearrange(self.k_proj(x), heads, d=cfg.head_dim)
+        v = rearrange(self.v_proj(x), heads, d=cfg.head_dim)
         q = rotary_embedding(q, positions, cfg.rope_theta)
         k = rotary_embedding(k, positions, cfg.rope_theta)
         if kv is not None:
