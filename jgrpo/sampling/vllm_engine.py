@@ -43,8 +43,9 @@ CPU_KV_CACHE_MIN_BYTES = 64 * 2**20  # so a tiny model's whole batch still runs 
 
 @contextlib.contextmanager
 def _output_to(log_file: Path | None):
-    """While vLLM starts or reloads, sends everything this process prints (Python's and C++'s
-    alike: vLLM's INFO lines, its per-reload warnings, load bars) to log_file; None changes nothing."""
+    """While vLLM starts, reloads or generates, sends everything this process prints (Python's and
+    C++'s alike: vLLM's INFO lines, its per-reload warnings, load bars) to log_file; None changes
+    nothing."""
     if log_file is None:
         yield
         return
@@ -100,8 +101,8 @@ class VllmEngine:
     CPU_KV_CACHE_SEQUENCES sequences of max_model_len tokens (VLLM_CPU_KVCACHE_SPACE overrides).
     A layout where vLLM shares its GPU with JAX must set it (jgrpo.devices).
 
-    log_file: where vLLM's own output goes while it starts and reloads weights (None: the console);
-    errors still surface as exceptions."""
+    log_file: where vLLM's own output goes while it starts, reloads weights and generates (None: the
+    console); errors still surface as exceptions."""
 
     def __init__(self, model_path: str | Path, *, eos_token_ids, tokenizer=None, dtype: str = "bfloat16",
                  gpu_memory_utilization: float | None = None, max_model_len: int = 4096,
@@ -205,7 +206,8 @@ class VllmEngine:
         requests = [{"prompt_token_ids": [int(t) for t in p]} for p in prompts for _ in range(params.n)]
         request_params = [self._request_params(params, row) for row in range(len(requests))]
         self.calls += 1
-        outputs = self.llm.generate(requests, request_params, use_tqdm=False)
+        with _output_to(self.log_file):
+            outputs = self.llm.generate(requests, request_params, use_tqdm=False)
         samples = [out.outputs[0] for out in outputs]
         token_ids = [np.asarray(s.token_ids, np.int32) for s in samples]
         texts = decode_texts(self.tokenizer, token_ids)
