@@ -177,12 +177,8 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    try:
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise DatasetError(
-            f"{path}: reading Parquet needs the 'pyarrow' package (pip install pyarrow)"
-        ) from exc
+    import pyarrow.parquet
+
     try:
         return pyarrow.parquet.read_table(path).to_pylist()
     except (OSError, pyarrow.ArrowException) as exc:
@@ -198,20 +194,11 @@ _FILE_READERS = {
 }
 
 
-def _datasets(source: str):
-    try:
-        import datasets
-    except ImportError as exc:
-        raise DatasetError(
-            f"{source}: reading it needs the 'datasets' package (pip install datasets)"
-        ) from exc
-    return datasets
-
-
 def _read_folder(path: Path, subset: str | None, split: str, label: str) -> list[dict[str, Any]]:
     """A ``save_to_disk`` folder (a single saved split is used whole), or a dataset repository
     folder read by ``datasets.load_dataset``."""
-    datasets = _datasets(label)
+    import datasets
+
     saved_dict, saved_one = path / "dataset_dict.json", path / "state.json"
     if saved_dict.is_file() or saved_one.is_file():
         _no_subset(label, subset)
@@ -227,9 +214,10 @@ def _read_folder(path: Path, subset: str | None, split: str, label: str) -> list
 
 
 def _read_hub(name: str, subset: str | None, split: str) -> list[dict[str, Any]]:
+    import datasets
+
     from jgrpo import hub
 
-    datasets = _datasets(repr(name))
     label = f"Hugging Face dataset {name!r}"
     try:
         loaded = datasets.load_dataset(name, subset)

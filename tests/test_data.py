@@ -1,6 +1,5 @@
 """Datasets, column mapping, chat template and the resumable prompt batcher."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -159,15 +158,6 @@ def test_unknown_bundled_dataset():
         load_examples("bundled:open-rs")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is not None, reason="pyarrow is installed")
-def test_parquet_without_pyarrow_names_the_package(tmp_path):
-    path = tmp_path / "d.parquet"
-    path.write_bytes(b"PAR1")
-    with pytest.raises(DatasetError, match="reading Parquet needs the 'pyarrow' package"):
-        load_examples(path)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow")
 def test_parquet(tmp_path):
     import pyarrow
     import pyarrow.parquet
@@ -176,14 +166,6 @@ def test_parquet(tmp_path):
     table = pyarrow.table({"problem": ["p1", "p2"], "answer": ["1", "2"]})
     pyarrow.parquet.write_table(table, path)
     assert [e.answer for e in load_examples(path).examples] == ["1", "2"]
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("datasets") is not None, reason="datasets is installed"
-)
-def test_hub_name_without_datasets_names_the_package():
-    with pytest.raises(DatasetError, match="needs the 'datasets' package"):
-        load_examples("knoveleng/open-rs")
 
 
 # --- file formats, folders and Hub names (offline) ------------------------------------
