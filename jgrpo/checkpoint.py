@@ -10,7 +10,6 @@ needs to turn any step into a Hugging Face folder, so a checkpoint costs no more
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
+from jgrpo.run_log import METRICS_FILE, read_metrics
 from ports import CheckpointError
 from ports.atomic import atomic_dir
 from ports.hf_export import TOKENIZER_FILES, tokenizer_files
@@ -111,17 +111,9 @@ def find_tokenizer(checkpoint: str | Path, meta: dict) -> Path | None:
 def _reward_summary(run_dir: Path | None, step: int | None) -> dict | None:
     """From <run>/metrics.jsonl: the reward at `step`, the mean over the last ten steps up to it, and
     each reward function's mean at `step`; None when the run logged no such step."""
-    path = run_dir / "metrics.jsonl" if run_dir is not None else None
-    if path is None or step is None or not path.is_file():
+    if run_dir is None or step is None or not (run_dir / METRICS_FILE).is_file():
         return None
-    rows = {}
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line cut short by a crash
-            continue
-        if row.get("step") is not None and row["step"] <= step:
-            rows[row["step"]] = row
+    rows = {row["step"]: row for row in read_metrics(run_dir) if row["step"] <= step}
     if step not in rows or rows[step].get("reward") is None:
         return None
     last = [rows[s]["reward"] for s in sorted(rows)[-10:] if rows[s].get("reward") is not None]

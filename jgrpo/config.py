@@ -17,15 +17,19 @@ import yaml
 
 from jgrpo.config_help import all_keys, unknown_key_hint
 from jgrpo.data import OPEN_RS_SYSTEM_PROMPT
-from jgrpo.grpo.config import LossConfig, OptimizerConfig
-from jgrpo.model import parse_dtype
+from jgrpo.grpo.config import LOSS_TYPES, SCALE_REWARDS, SCHEDULES, LossConfig, OptimizerConfig
+from jgrpo.model import DTYPE_NAMES, parse_dtype
 from jgrpo.model.attention import ATTENTION_IMPLEMENTATIONS
-from jgrpo.rewards import RewardOptions
+from jgrpo.rewards import REWARD_NAMES, RewardOptions
+from jgrpo.sampling import ENGINES, LOGPROBS_MODES, WEIGHT_SYNC_MODES
 from jgrpo.sampling.base import check_logprobs_mode
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key."""
+
+
+EXPORT_HF_MODES = ("final", "every", "none")
 
 
 def _at_least(section, minimum, *names) -> None:
@@ -126,9 +130,9 @@ class RolloutConfig:
     sync_folder: str | None = None  # (vLLM) for weight_sync folder; null: <train.output_dir>/vllm_weights
 
     def __post_init__(self):
-        _one_of(self.engine, ("jax", "vllm"), "engine")
+        _one_of(self.engine, ENGINES, "engine")
         check_logprobs_mode(self.logprobs_mode)
-        _one_of(self.weight_sync, ("memory", "folder"), "weight_sync")
+        _one_of(self.weight_sync, WEIGHT_SYNC_MODES, "weight_sync")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}: GRPO needs different completions "
                              "of one prompt, and greedy decoding makes every group's rewards equal")
@@ -188,7 +192,7 @@ class TrainConfig:
     mesh: MeshConfig = MeshConfig()
 
     def __post_init__(self):
-        _one_of(self.export_hf, ("final", "every", "none"), "export_hf")
+        _one_of(self.export_hf, EXPORT_HF_MODES, "export_hf")
         _at_least(self, 1, "max_steps", "prompts_per_step", "save_steps", "keep_checkpoints")
 
 
@@ -219,6 +223,21 @@ class LogConfig:
     def __post_init__(self):
         _at_least(self, 0, "completions_per_step")
 
+
+# The allowed values of the keys that have a fixed set, for --help.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.param_dtype": DTYPE_NAMES,
+    "model.compute_dtype": DTYPE_NAMES,
+    "model.attention": ATTENTION_IMPLEMENTATIONS,
+    "rollout.engine": ENGINES,
+    "rollout.logprobs_mode": LOGPROBS_MODES,
+    "rollout.weight_sync": WEIGHT_SYNC_MODES,
+    "rewards.funcs": (*REWARD_NAMES, "module:function"),
+    "loss.loss_type": LOSS_TYPES,
+    "loss.scale_rewards": SCALE_REWARDS,
+    "optim.schedule": SCHEDULES,
+    "train.export_hf": EXPORT_HF_MODES,
+}
 
 # Keys of the library sections that the run derives from other sections instead of reading them.
 DERIVED = {

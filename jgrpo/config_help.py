@@ -15,25 +15,7 @@ import textwrap
 import tokenize
 from typing import Any
 
-from jgrpo.grpo.config import LOSS_TYPES, SCALE_REWARDS, SCHEDULES
-from jgrpo.model import DTYPE_NAMES
-from jgrpo.model.attention import ATTENTION_IMPLEMENTATIONS
-from jgrpo.rewards import REWARD_NAMES
-from jgrpo.sampling import ENGINES, LOGPROBS_MODES
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model.param_dtype": DTYPE_NAMES,
-    "model.compute_dtype": DTYPE_NAMES,
-    "model.attention": ATTENTION_IMPLEMENTATIONS,
-    "rollout.engine": ENGINES,
-    "rollout.logprobs_mode": LOGPROBS_MODES,
-    "rollout.weight_sync": ("memory", "folder"),
-    "rewards.funcs": (*REWARD_NAMES, "module:function"),
-    "loss.loss_type": LOSS_TYPES,
-    "loss.scale_rewards": SCALE_REWARDS,
-    "optim.schedule": SCHEDULES,
-    "train.export_hf": ("final", "every", "none"),
-}
 
 # TRL GRPOConfig / open-r1 names whose jgrpo key has another leaf name. A flat name that equals a
 # jgrpo leaf (learning_rate, beta, ...) is found without this table.
@@ -116,9 +98,9 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def describe_keys(cfg, skip: set[str] = frozenset()) -> list[str]:
+def describe_keys(cfg, choices: dict[str, tuple[str, ...]], skip: set[str] = frozenset()) -> list[str]:
     """Every settable key of `cfg` with its value there (the effective default of the config being
-    loaded), its allowed values and its comment."""
+    loaded), its allowed values (`choices`, by dotted key) and its comment."""
     lines, section = [], None
     for key, value, doc in _leaves(cfg):
         if key in skip:
@@ -127,7 +109,7 @@ def describe_keys(cfg, skip: set[str] = frozenset()) -> list[str]:
         if head != section:
             lines.append(f"\n{head}:")
             section = head
-        allowed = CHOICES.get(key) or (("true", "false") if isinstance(value, bool) else None)
+        allowed = choices.get(key) or (("true", "false") if isinstance(value, bool) else None)
         lines.append(f"  --{key} {_show(value)}" + (f"   [{' | '.join(allowed)}]" if allowed else ""))
         if doc:
             lines += textwrap.wrap(doc, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from jgrpo.hub import first_line
+
 # open-rs's system prompt (recipes/grpo.yaml), verbatim. YAML leaves the doubled braces
 # in "\boxed{{}}" as they are, so the model saw them doubled.
 OPEN_RS_SYSTEM_PROMPT = (
@@ -182,7 +184,7 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
     try:
         return pyarrow.parquet.read_table(path).to_pylist()
     except (OSError, pyarrow.ArrowException) as exc:
-        raise DatasetError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
+        raise DatasetError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
 
 
 _FILE_READERS = {
@@ -205,7 +207,7 @@ def _read_folder(path: Path, subset: str | None, split: str, label: str) -> list
         try:
             loaded = datasets.load_from_disk(str(path))
         except Exception as exc:
-            raise DatasetError(f"{label}: cannot read this save_to_disk folder ({_first_line(exc)})") from None
+            raise DatasetError(f"{label}: cannot read this save_to_disk folder ({first_line(exc)})") from None
         if isinstance(loaded, datasets.Dataset):
             return loaded.to_list()
         return _split_rows(loaded, split, label, lambda: loaded[split])
@@ -256,7 +258,7 @@ def _load_error(datasets, path: str, subset: str | None, exc: Exception, label: 
             if subset is None:
                 return f"{label} has several subsets; choose one of: {', '.join(names)}"
             return f"{label} has no subset {subset!r}; subsets: {', '.join(names)}"
-    return f"cannot load {label}" + (f" (subset {subset!r})" if subset else "") + f": {_first_line(exc)}"
+    return f"cannot load {label}" + (f" (subset {subset!r})" if subset else "") + f": {first_line(exc)}"
 
 
 def _split_rows(loaded, split: str, label: str, load_split) -> list[dict[str, Any]]:
@@ -270,13 +272,8 @@ def _split_rows(loaded, split: str, label: str, load_split) -> list[dict[str, An
         return load_split().to_list()
     except Exception as exc:
         raise DatasetError(
-            f"{label}: cannot read split {split!r} ({_first_line(exc)}); splits: {available}"
+            f"{label}: cannot read split {split!r} ({first_line(exc)}); splits: {available}"
         ) from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 _DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the NVIDIA driver knows
+_FOUND_GPUS = "JGRPO_VISIBLE_GPUS"  # what apply_layout saw before it set CUDA_VISIBLE_DEVICES
 DEFAULT_VLLM_GPU_MEMORY_UTILIZATION = 0.7  # open-rs's share of a GPU that vLLM has to itself
 
 
@@ -86,8 +87,11 @@ class DeviceLayout:
 
 
 def visible_gpus(environ=os.environ, driver_gpus: Path = _DRIVER_GPUS) -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries: the user's list when set,
-    else one per GPU the NVIDIA driver lists (none on a machine without the driver)."""
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries: those an earlier
+    `apply_layout` found (it reorders CUDA_VISIBLE_DEVICES), else the user's list when set, else one
+    per GPU the NVIDIA driver lists (none on a machine without the driver)."""
+    if environ.get(_FOUND_GPUS) is not None:
+        return [g for g in environ[_FOUND_GPUS].split(",") if g]
     if environ.get("CUDA_VISIBLE_DEVICES") is not None:
         return [g.strip() for g in environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
     return [str(i) for i in range(len(list(driver_gpus.iterdir())))] if driver_gpus.is_dir() else []
@@ -100,7 +104,7 @@ def apply_layout(layout: DeviceLayout, environ=os.environ) -> dict[str, str]:
 
     visible = visible_gpus(environ)
     layout.check_gpus_exist(visible)
-    env = layout.environment(visible)
+    env = {**layout.environment(visible), _FOUND_GPUS: ",".join(visible)}
     environ.update(env)
     jax.config.update("jax_cuda_visible_devices", layout.jax_visible_devices())
     return env

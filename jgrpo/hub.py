@@ -115,5 +115,6 @@ def snapshot(repo_id: str, *, revision: str | None = None, repo_type: str = "mod
 
 
 def first_line(error: BaseException) -> str:
+    """An exception as one line of an error message: its first line, or its type when it is empty."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -29,11 +29,18 @@ def _truncate_after(path: Path, step: int) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The rows of a run's metrics.jsonl, one per step; FileNotFoundError when it has none."""
+    """The rows of a run's metrics.jsonl, one per step, less a last line a crash cut short;
+    FileNotFoundError when it has none."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}")
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def _flat_scalars(tree: dict, prefix: str = "") -> dict:

@@ -20,7 +20,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from jgrpo.checkpoint import Checkpoints, model_card
-from jgrpo.config import DERIVED, ConfigError, RunConfig, load_config, save_config
+from jgrpo.config import CHOICES, DERIVED, ConfigError, RunConfig, load_config, save_config
 from jgrpo.config_help import describe_keys
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
 from jgrpo.devices import DEFAULT_VLLM_GPU_MEMORY_UTILIZATION, DeviceLayout, apply_layout, split_devices
@@ -28,6 +28,7 @@ from jgrpo.distributed import (any_process, barrier, broadcast_from_main, initia
                                is_main_process, to_global, to_host)
 from jgrpo.grpo import (RolloutBatch, group_advantages, init_train_state, make_logprob_fn, make_train_step,
                         schedule_extends)
+from jgrpo.hub import first_line
 from jgrpo.model import ConfigError as ModelConfigError
 from jgrpo.model import DtypePolicy, Qwen2Config, ShardingError, batch_sharding, data_parallel_size, make_mesh
 from jgrpo.plots import plot_run
@@ -38,7 +39,8 @@ from jgrpo.tasks import arithmetic
 from ports import CheckpointError
 from ports.hf_export import export_hf
 from ports.hf_load import load_hf_model
-from ports.orbax_ckpt import abstract
+from ports.orbax_ckpt import abstract, read_meta
+from ports.params import abstract_params
 
 DEFAULT_CONFIG = "tiny"  # the bundled CPU default, conf/tiny.yaml
 USAGE = "usage: python -m jgrpo.train [--config FILE] [--resume] [--section.key VALUE ...]"
@@ -151,6 +153,8 @@ class Trainer:
         if resume and latest >= cfg.train.max_steps:
             raise RunComplete(f"{self.run_dir} is complete: its last checkpoint is step {latest} of train.max_steps "
                               f"{cfg.train.max_steps}; nothing to do")
+        if resume:
+            self._check_resumable(latest)
         if cfg.log.wandb:
             try:
                 import wandb  # noqa: F401
@@ -166,7 +170,7 @@ class Trainer:
             self.tokenizer = load_tokenizer(cfg.data.tokenizer or self.model_path)
         except (OSError, ValueError) as e:  # transformers' way of saying the folder has no tokenizer
             raise SetupError(f"cannot load a tokenizer from {cfg.data.tokenizer or self.model_path}: "
-                             f"{str(e).splitlines()[0]}") from None
+                             f"{first_line(e)}") from None
         prompts = self._prompts()
         if len(prompts) < cfg.train.prompts_per_step:
             raise SetupError(f"the dataset has {len(prompts)} prompts, fewer than train.prompts_per_step "
@@ -203,6 +207,10 @@ class Trainer:
                                  if sampler_devices and sampler_devices != trainer_devices else None)
         except ValueError as e:
             raise SetupError(f"train.mesh: {e}") from None
+        try:  # before anything starts: a mesh that would replicate a large weight
+            abstract_params(self.model_cfg, mesh=self.mesh)
+        except ShardingError as e:
+            raise SetupError(f"train.mesh: {e}") from None
         dp = data_parallel_size(self.mesh)
         if cfg.loss.micro_batch_size % dp:
             raise SetupError(f"loss.micro_batch_size {cfg.loss.micro_batch_size} does not split over {dp} "
@@ -225,11 +233,8 @@ class Trainer:
             self.engine = VllmEngine(self.model_path, eos_token_ids=self.eos_ids, tokenizer=self.tokenizer,
                                      **self._engine_options())
         policy = DtypePolicy.from_names(cfg.model.param_dtype, cfg.model.compute_dtype)
-        try:
-            self.model = load_hf_model(self.model_path, policy=policy, mesh=self.mesh, remat=cfg.model.remat,
-                                       attention=cfg.model.attention)
-        except ShardingError as e:
-            raise SetupError(f"train.mesh: {e}") from None
+        self.model = load_hf_model(self.model_path, policy=policy, mesh=self.mesh, remat=cfg.model.remat,
+                                   attention=cfg.model.attention)
         # The frozen reference is the starting checkpoint, so a resumed run reloads the same one. It
         # never trains, so it is stored in the compute dtype (bf16 halves its memory next to fp32 masters).
         ref_policy = DtypePolicy(policy.compute_dtype, policy.compute_dtype)
@@ -301,9 +306,12 @@ class Trainer:
         return encode_prompts(dataset.examples, self.tokenizer, d.system_prompt)
 
     def _devices(self):
-        if not self.cfg.devices.gpu_layout:
-            return jax.devices(), []
         backend = jax.default_backend()
+        if not self.cfg.devices.gpu_layout:
+            if backend in ("gpu", "cuda") and self.cfg.rollout.engine == "vllm":
+                raise SetupError("rollout.engine vllm on GPUs needs devices.gpu_layout true: which GPUs train, which "
+                                 "generate and how they share memory (see conf/open_rs3.yaml, open_rs3_1gpu.yaml)")
+            return jax.devices(), []
         if backend not in ("gpu", "cuda"):
             raise SetupError(f"devices.gpu_layout is true but JAX runs on the {backend}: its CUDA plugin did not load "
                              "(install jgrpo[gpu], then check it with `python scripts/check_gpu_env.py --installed`); "
@@ -334,20 +342,27 @@ class Trainer:
                              f"(columns: {', '.join(sorted(has))}); for a bare answer column set "
                              "gold_column: answer and normalize_gold: true")
 
-    def _restore(self, step: int) -> None:
-        # The freshly initialised state has the shapes and shardings the restored one must have.
-        self.state, meta = self.checkpoints.restore(step, abstract(self.state))
-        saved, now = meta["config"], self.cfg.to_dict()
+    def _check_resumable(self, step: int) -> None:
+        """That the run in run_dir can continue under this config: read from the checkpoint's
+        metadata, before anything starts or is written."""
+        saved, now = read_meta(self.checkpoints.directory / str(step))["config"], self.cfg.to_dict()
         for section in ("model", "data", "rollout", "rewards", "loss", "optim"):
             if saved[section] != now[section]:
-                changed = sorted(k for k in now[section] if saved[section].get(k) != now[section][k])
-                raise SetupError(f"cannot resume: {section}.{changed[0]} differs from the run's saved config")
+                key = sorted(k for k in now[section] if saved[section].get(k) != now[section][k])[0]
+                if key not in saved[section]:
+                    raise SetupError(f"cannot resume: the run was saved by an older jgrpo without {section}.{key}; "
+                                     "start a new run")
+                raise SetupError(f"cannot resume: {section}.{key} differs from the run's saved config")
         saved_steps = saved["train"]["max_steps"]
         if saved_steps != self.cfg.train.max_steps and not schedule_extends(self.cfg.optim, saved_steps *
                                                                               self.cfg.loss.num_iterations):
             raise SetupError(f"cannot resume with train.max_steps {self.cfg.train.max_steps}: the run's "
                              f"{self.cfg.optim.schedule} learning-rate schedule spans its {saved_steps} steps; "
                              f"resume with train.max_steps {saved_steps}, or start a new run")
+
+    def _restore(self, step: int) -> None:
+        # The freshly initialised state has the shapes and shardings the restored one must have.
+        self.state, meta = self.checkpoints.restore(step, abstract(self.state))
         try:
             self.batcher.load_state_dict(meta["data"])
         except ValueError as e:
@@ -552,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         path, overrides, resume, show_help = parse_args(argv)
         cfg = load_config(path, overrides)
         if show_help:
-            print(HELP + "\n".join(describe_keys(cfg, skip=set(DERIVED))))
+            print(HELP + "\n".join(describe_keys(cfg, CHOICES, skip=set(DERIVED))))
             return 0
         if cfg.devices.gpu_layout:
             try:

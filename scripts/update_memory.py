@@ -15,6 +15,12 @@ for bf16 weights + the KV cache of the 72 x 4096-token rollout + an activation r
 
     python scripts/update_memory.py --one-gpu [--micro-sizes 2,4,6] [--attention einsum,fused,flash-estimate]
 
+The 141 GB card gets the recipe's share (rollout.gpu_memory_utilization of conf/open_rs3_1gpu.yaml,
+which is for an H200), the 80 GB card the smallest share that holds vLLM's need. Without --one-gpu,
+--attention may be a comma list too (one compile per kernel). `--benchmarks` keeps each layout's
+result in runs/bench/update_memory.json (runs over parts of the grid add up) and rewrites the
+`update_memory` section of BENCHMARKS.md from everything kept there; `--report-only` only rewrites it.
+
 Numbers come from the CPU backend: its fusion and bf16 handling differ from a GPU's (it computes
 bf16 matmuls through fp32 copies), so read them as an estimate of the GPU program, not a
 measurement of it. XLA:CPU's default concurrency-optimised scheduler runs every rematerialised
@@ -32,9 +38,13 @@ own saved state (output + fp32 log-sum-exp per query and head) is negligible nex
 from __future__ import annotations
 
 import argparse
+import datetime
 import inspect
 import math
 import os
+import re
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +59,10 @@ PROMPTS, GROUP = 12, 6
 VLLM_WEIGHTS_GB = 3.55  # the 1.5B model in bf16 (scripts/bench_budget.py)
 VLLM_RESERVE_GB = 1.5  # vLLM activations at 8192 batched tokens + CUDA graphs (bench_budget.py's assumption)
 HEADROOM = 0.05  # left free on a shared GPU (jgrpo.devices.DeviceLayout.headroom)
+RECIPE_1GPU = Path(__file__).resolve().parents[1] / "conf/open_rs3_1gpu.yaml"
+RECIPE_CARD_GB = 141  # the card the recipe's gpu_memory_utilization is for (H200)
+JAX_FRACTION_OWN_GPU = 0.9  # JAX's share of a GPU it shares with no vLLM (jgrpo.devices.DeviceLayout)
+RESULTS_NAME = "update_memory"  # runs/bench/update_memory.json and BENCHMARKS.md's section
 
 
 def kv_bytes_per_token(cfg) -> int:
@@ -56,14 +70,32 @@ def kv_bytes_per_token(cfg) -> int:
     return cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim * 2
 
 
-def vllm_plan(cfg, card_gb: float, sequences: int, tokens: int) -> dict:
+def recipe_utilization() -> float | None:
+    """rollout.gpu_memory_utilization of conf/open_rs3_1gpu.yaml (None if it is not there)."""
+    if not RECIPE_1GPU.is_file():
+        return None
+    found = re.search(r"^\s*gpu_memory_utilization:\s*([0-9.]+)", RECIPE_1GPU.read_text(), re.M)
+    return float(found.group(1)) if found else None
+
+
+def vllm_plan(cfg, card_gb: float, sequences: int, tokens: int, utilization: float | None = None) -> dict:
     """vLLM's gpu_memory_utilization u on a card of card_gb: bf16 weights + the KV cache of
-    `sequences` x `tokens` + the activation reserve, rounded up to 0.01; JAX gets 1 - u - headroom."""
+    `sequences` x `tokens` + the activation reserve, rounded up to 0.01 (or `utilization` where given,
+    e.g. the recipe's); JAX gets 1 - u - headroom."""
     kv_gb = sequences * tokens * kv_bytes_per_token(cfg) / GB
     need = VLLM_WEIGHTS_GB + kv_gb + VLLM_RESERVE_GB
-    u = math.ceil(100 * need / card_gb) / 100
+    minimum = math.ceil(100 * need / card_gb) / 100
+    u = minimum if utilization is None else utilization
     return {"card_gb": card_gb, "kv_cache_gb": kv_gb, "vllm_needs_gb": need, "utilization": u,
+            "minimum_utilization": minimum, "source": "computed" if utilization is None else "recipe",
             "jax_fraction": round(1 - u - HEADROOM, 3), "jax_budget_gb": card_gb * (1 - u - HEADROOM)}
+
+
+def card_plans(cfg, args) -> list[dict]:
+    """The 80 GB card at the smallest share that holds vLLM, the 141 GB card at the recipe's."""
+    total, tokens = PROMPTS * GROUP, args.prompt + args.completion
+    recipe = recipe_utilization()
+    return [vllm_plan(cfg, card, total, tokens, recipe if card == RECIPE_CARD_GB else None) for card in CARDS_GB]
 
 
 def flash_estimate(q, k, v, lengths, compute_dtype):
@@ -152,6 +184,7 @@ def compile_phases(cfg, args, *, devices: int, per_device: int, micro_batches: i
         for label, value in rows:
             say(f"  {label:48s} {value / GB:8.2f} GB")
         analyses[name.split(":")[0].split(" (")[0]] = {label: value for label, value in rows}
+        analyses[name.split(":")[0].split(" (")[0]]["compile_s"] = time.perf_counter() - started
         return peak
 
     def per_device_bytes(tree):
@@ -188,7 +221,7 @@ def one_gpu(cfg, args) -> None:
         if total % m:
             raise SystemExit(f"--micro-sizes: {m} does not divide the {total} completions of a step")
     tokens = args.prompt + args.completion
-    plans = [vllm_plan(cfg, card, total, tokens) for card in CARDS_GB]
+    plans = card_plans(cfg, args)
     print(f"One GPU: {PROMPTS} prompts x {GROUP} = {total} completions of {args.prompt}+{args.completion} tokens "
           f"on a 1-device mesh; micro-batch sizes {sizes}; attention {attentions}")
     print(f"vLLM's share: bf16 weights {VLLM_WEIGHTS_GB:.2f} GB + KV cache {total} x {tokens} tokens x "
@@ -196,15 +229,21 @@ def one_gpu(cfg, args) -> None:
           f"kv heads x {cfg.head_dim} x 2 B) = {plans[0]['kv_cache_gb']:.2f} GB + activations/CUDA graphs "
           f"{VLLM_RESERVE_GB:.1f} GB = {plans[0]['vllm_needs_gb']:.2f} GB")
     for p in plans:
-        print(f"  {p['card_gb']} GB card: gpu_memory_utilization {p['utilization']:.2f} "
+        source = (f" ({RECIPE_1GPU.name}'s; {p['minimum_utilization']:.2f} would hold vLLM's need)"
+                  if p["source"] == "recipe" else "")
+        print(f"  {p['card_gb']} GB card: gpu_memory_utilization {p['utilization']:.2f}{source} "
               f"({p['utilization'] * p['card_gb']:.2f} GB), headroom {HEADROOM:.0%}, JAX "
               f"XLA_PYTHON_CLIENT_MEM_FRACTION {p['jax_fraction']:.3f} = {p['jax_budget_gb']:.2f} GB")
     results = []
     for attention in attentions:
         for m in sizes:
             print(f"\n=== micro-batch {m}, attention {attention} ===")
+            started = time.perf_counter()
             r = compile_phases(cfg, args, devices=1, per_device=m, micro_batches=total // m, attention=attention)
             results.append((m, attention, r))
+            if args.benchmarks:
+                keep(args, f"one_gpu/{m}/{attention}", r, time.perf_counter() - started, mode="one_gpu",
+                     micro_batch=m, attention=attention, plans=plans)
             for phase, value in r["phases"].items():
                 print(f"  peak during {phase:24s} {value / GB:8.2f} GB")
     header = ["micro-batch", "attention", "update temps GB", "update peak GB", "reference peak GB", "worst GB"]
@@ -226,6 +265,171 @@ def one_gpu(cfg, args) -> None:
           f"accumulator ({resident['params'] / GB:.2f} GB)")
 
 
+def _bench_common():
+    """scripts/bench_common.py (results under runs/bench/, BENCHMARKS.md's sections); imported late,
+    after the compiles: it brings torch in."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_common
+
+    return bench_common
+
+
+def keep(args, key: str, r: dict, seconds: float, **layout) -> None:
+    """One layout's result into runs/bench/update_memory.json, with the command that produced it."""
+    bc = _bench_common()
+    bc.save_result(RESULTS_NAME, key, {
+        **layout, "prompt": args.prompt, "completion": args.completion, "chunk": args.chunk,
+        "remat": not args.no_remat, "phases_gb": {k: v / GB for k, v in r["phases"].items()},
+        "analyses_gb": {phase: {k: (v if k == "compile_s" else v / GB) for k, v in a.items()}
+                        for phase, a in r["analyses"].items()},
+        "resident_gb": {k: v / GB for k, v in r["resident"].items()},
+        "seconds": round(seconds, 1), "command": "python scripts/update_memory.py " + shlex.join(sys.argv[1:]),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "machine": bc.machine()})
+
+
+def _order(entry: dict) -> tuple:
+    a = entry["attention"]
+    return (ATTENTIONS.index(a) if a in ATTENTIONS else len(ATTENTIONS), entry.get("micro_batch", 0),
+            entry.get("devices", 0))
+
+
+def _commands(entries: list[dict]) -> tuple[list[str], dict]:
+    """The distinct commands, numbered in order of first use: ([command], {command: number})."""
+    commands: list[str] = []
+    for e in entries:
+        if e["command"] not in commands:
+            commands.append(e["command"])
+    return commands, {c: i + 1 for i, c in enumerate(commands)}
+
+
+def render_section(results: dict, cfg) -> str:
+    """BENCHMARKS.md's section from everything kept in runs/bench/update_memory.json."""
+    bc = _bench_common()
+    mesh = sorted((e for e in results.values() if e.get("mode") == "mesh"), key=_order)
+    single = sorted((e for e in results.values() if e.get("mode") == "one_gpu"), key=_order)
+    lines = ["## Memory plans by attention kernel (`python scripts/update_memory.py`)", "",
+             "XLA:CPU's buffer assignment of the real programs for DeepSeek-R1-Distill-Qwen-1.5B (compiled "
+             "against abstract inputs: fp32 master weights + AdamW, bf16 compute, remat, LM head in chunks of "
+             "256, bf16 frozen reference), plus what else stays resident on the device in each phase. "
+             "**Estimates, not GPU measurements** (no GPU was lent to this task). XLA:CPU can say how large the "
+             "compiled programs' buffers are and which ones live at once under a memory-minimising schedule; "
+             "it cannot see XLA:GPU's own buffer assignment and fusion (the CPU backend also computes bf16 "
+             "matmuls through fp32 copies), the memory of cuDNN's flash-attention kernel, cuBLAS/cuDNN/NCCL "
+             "workspaces, the CUDA context, or the allocator's fragmentation. Attention kernels: `einsum` "
+             "materialises fp32 scores [b, heads, t, t]; `fused` is `jax.nn.dot_product_attention`, which on "
+             "the CPU is XLA's implementation and still materialises the scores (on a GPU it is cuDNN's flash "
+             "attention, which does not); `flash-estimate` compiles the fused model with the kernel replaced by "
+             "a stand-in of the same inputs and output and no S x S buffer, an approximation of the program "
+             "with cuDNN flash attention (the kernel's own saved output + fp32 log-sum-exp are small next to a "
+             "layer).", ""]
+    every = [e for e in results.values() if e.get("mode") in ("mesh", "one_gpu")]
+
+    def update_gb(mode, attention):
+        return [e["phases_gb"]["update"] for e in every if e["mode"] == mode and e["attention"] == attention]
+
+    if any(f and u and min(f) > max(u) for mode in ("mesh", "one_gpu")
+           for f, u in [(update_gb(mode, "flash-estimate"), update_gb(mode, "einsum"))]):
+        lines += ["**Read the fused and flash-estimate update rows with care.** The flash-estimate update comes "
+                  "out larger than the einsum one although it holds no S x S buffer at all, while its reference "
+                  "pass (no backward) shows the expected saving. Under remat JAX saves the same per-layer "
+                  "residuals for all three kernels (`jax.ad_checkpoint.print_saved_residuals`), so the extra "
+                  "bytes come from how XLA:CPU schedules and assigns buffers for the fused model's backward; "
+                  "whether XLA:GPU does the same is exactly what this CPU estimate cannot tell. The einsum rows "
+                  "are the plan's basis; the GPU check's stage 5 (below) measures the real update with the "
+                  "fused kernel.", ""]
+    if mesh:
+        commands, number = _commands(mesh)
+        e0 = mesh[0]
+        lines += [f"### 4x A40: {e0['devices']} trainer GPUs (fsdp), vLLM on the fourth", "",
+                  f"{e0['per_device']} completions of {e0['prompt']} + {e0['completion']} tokens per device per "
+                  f"micro-batch x {e0['micro_batches']} micro-batches = "
+                  f"{e0['per_device'] * e0['devices'] * e0['micro_batches']} completions per step. A trainer GPU "
+                  f"shares nothing with vLLM, so JAX may use {JAX_FRACTION_OWN_GPU:.0%} of its 48 GB = "
+                  f"{JAX_FRACTION_OWN_GPU * A40_BYTES / GB:.1f} GB (XLA_PYTHON_CLIENT_MEM_FRACTION).", ""]
+        rows = []
+        for e in mesh:
+            up, ref = e["phases_gb"]["update"], e["phases_gb"]["reference log-probs"]
+            worst, cap = max(up, ref), JAX_FRACTION_OWN_GPU * A40_BYTES / GB
+            layout = (f"{e['devices']} x {e['per_device']} x {e['micro_batches']}"
+                      if (e["devices"], e["per_device"], e["micro_batches"]) != (3, 6, 4) else "open-rs")
+            rows.append([layout, e["attention"], f"{e['analyses_gb']['update']['temporaries']:.2f}", f"{up:.2f}",
+                         f"{100 * up / 48:.0f}%", f"{ref:.2f}", f"{100 * ref / 48:.0f}%",
+                         ("yes" if worst <= cap else "no") + f" ({cap - worst:+.1f})", f"[{number[e['command']]}]"])
+        lines += [bc.markdown_table(["layout", "attention", "update temporaries GB", "update peak GB", "of 48 GB",
+                                     "reference peak GB", "of 48 GB", f"fits {cap:.1f} GB", "from"], rows), ""]
+        lines += [f"[{i + 1}] `{c}`" + (" " if i + 1 < len(commands) else "") for i, c in enumerate(commands)]
+        lines += [""]
+    if single:
+        plans = single[0]["plans"]
+        commands, number = _commands(single)
+        e0 = single[0]
+        total, tokens = PROMPTS * GROUP, e0["prompt"] + e0["completion"]
+        lines += ["### One GPU: conf/open_rs3_1gpu.yaml", "",
+                  f"{PROMPTS} prompts x {GROUP} = {total} completions of {e0['prompt']} + {e0['completion']} tokens "
+                  "on a 1-device mesh, JAX and vLLM on the same card. The recipe's micro-batch is 6; 2 and 4 are "
+                  f"for reference only: the recipe's bnpo loss normalises over groups of {GROUP} completions "
+                  f"(`bnpo_group_size: {GROUP}`), so a micro-batch below {GROUP} would change the loss (these "
+                  "compiles give them groups of their own size; the memory does not depend on it).", "",
+                  f"vLLM's share: bf16 weights {VLLM_WEIGHTS_GB:.2f} GB + KV cache {total} x {tokens} tokens x "
+                  f"{kv_bytes_per_token(cfg):,} B/token = {plans[0]['kv_cache_gb']:.2f} GB + activations/CUDA "
+                  f"graphs {VLLM_RESERVE_GB:.1f} GB (assumed) = {plans[0]['vllm_needs_gb']:.2f} GB. JAX gets "
+                  f"1 - gpu_memory_utilization - {HEADROOM:.0%} headroom:", ""]
+        lines += [bc.markdown_table(
+            ["card", "rollout.gpu_memory_utilization", "vLLM GB", "JAX fraction", "JAX budget GB"],
+            [[f"{p['card_gb']} GB", f"{p['utilization']:.2f}" + (
+                f" (the recipe's; {p['minimum_utilization']:.2f} would hold vLLM's need)" if p["source"] == "recipe"
+                else " (the smallest that holds vLLM's need; set it for an 80 GB card)"),
+              f"{p['utilization'] * p['card_gb']:.2f}", f"{p['jax_fraction']:.3f}", f"{p['jax_budget_gb']:.2f}"]
+             for p in plans]), ""]
+        rows = []
+        for e in single:
+            up, ref = e["phases_gb"]["update"], e["phases_gb"]["reference log-probs"]
+            worst = max(up, ref)
+            rows.append([str(e["micro_batch"]) + ("" if e["micro_batch"] % GROUP == 0 else " (other loss)"),
+                         e["attention"], f"{e['analyses_gb']['update']['temporaries']:.2f}", f"{up:.2f}",
+                         f"{ref:.2f}", f"{worst:.2f}"]
+                        + [("yes" if worst <= p["jax_budget_gb"] else "no") + f" ({p['jax_budget_gb'] - worst:+.1f})"
+                           for p in plans] + [f"[{number[e['command']]}]"])
+        lines += [bc.markdown_table(["micro-batch", "attention", "update temporaries GB", "update peak GB",
+                                     "reference peak GB", "worst GB"]
+                                    + [f"fits {p['card_gb']} GB (JAX {p['jax_budget_gb']:.1f})" for p in plans]
+                                    + ["from"], rows), ""]
+        lines += [f"[{i + 1}] `{c}`" + (" " if i + 1 < len(commands) else "") for i, c in enumerate(commands)]
+        res = e0["resident_gb"]
+        lines += ["", f"Resident on the device: train state {res['train_state']:.2f} GB (fp32 params "
+                  f"{res['params']:.2f} + AdamW {res['adamw']:.2f}), bf16 reference {res['reference']:.2f} GB; "
+                  f"the update's temporaries include the fp32 gradient accumulator ({res['params']:.2f} GB). "
+                  "Update peak = the update program's peak + the reference weights; reference peak = the "
+                  "reference pass's peak + the train state.", ""]
+    every = mesh + single
+    if every:
+        rows = []
+        for e in every:
+            where = (f"{e['devices']} devices, {e['per_device']}/device x {e['micro_batches']}" if e["mode"] == "mesh"
+                     else f"1 device, micro {e['micro_batch']} x {PROMPTS * GROUP // e['micro_batch']}")
+            for phase, a in e["analyses_gb"].items():
+                rows.append([where, e["attention"], phase, f"{a['arguments']:.2f}", f"{a['outputs']:.2f}",
+                             f"{a['aliased (donated)']:.2f}", f"{a['temporaries']:.2f}",
+                             f"{a['program peak = args + outputs - aliased + temps']:.2f}",
+                             f"{a.get('compile_s', float('nan')):.0f}"])
+        machines = sorted({e["machine"] for e in every})
+        dates = sorted(e["date_utc"] for e in every)
+        lines += ["<details><summary>each program's memory analysis (GB per device)</summary>", "",
+                  bc.markdown_table(["layout", "attention", "program", "arguments", "outputs", "aliased",
+                                     "temporaries", "program peak", "compile s"], rows), "",
+                  f"Compiled on {'; '.join(machines)} (shared with other jobs), {dates[0]} to {dates[-1]} UTC.", "",
+                  "</details>", ""]
+    return "\n".join(lines)
+
+
+def write_benchmarks(cfg) -> None:
+    bc = _bench_common()
+    text = render_section(bc.load_results(RESULTS_NAME), cfg)
+    bc.write_section(RESULTS_NAME, text)
+    print(f"\nwrote the {RESULTS_NAME} section of {bc.BENCHMARKS}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=3)
@@ -236,9 +440,13 @@ def main():
     parser.add_argument("--chunk", type=int, default=256, help="logprob_chunk_size")
     parser.add_argument("--no-remat", action="store_true")
     parser.add_argument("--attention", default=None,
-                        help=f"one of {ATTENTIONS} (default einsum); with --one-gpu a comma list (default all)")
+                        help=f"comma list of {ATTENTIONS} (default einsum; with --one-gpu default all)")
     parser.add_argument("--one-gpu", action="store_true", help="72 completions on one device, micro-batch sweep")
     parser.add_argument("--micro-sizes", default="2,4,6", help="--one-gpu: completions per micro-batch")
+    parser.add_argument("--benchmarks", action="store_true",
+                        help="keep the results in runs/bench/update_memory.json and rewrite BENCHMARKS.md's section")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rewrite BENCHMARKS.md's section from runs/bench/update_memory.json")
     args = parser.parse_args()
     for a in (args.attention or "einsum").split(","):
         if a not in ATTENTIONS:
@@ -253,13 +461,28 @@ def main():
     from jgrpo.model import Qwen2Config
 
     cfg = Qwen2Config.from_json_file(CONFIG)
+    if args.report_only:
+        write_benchmarks(cfg)
+        return
     if args.one_gpu:
         one_gpu(cfg, args)
-        return
-    r = compile_phases(cfg, args, devices=args.devices, per_device=args.per_device,
-                       micro_batches=args.micro_batches, attention=args.attention or "einsum")
-    for phase, total in r["phases"].items():
-        print(f"  peak during {phase:24s} {total / GB:8.2f} GB ({100 * total / A40_BYTES:.0f}% of an A40's 48 GB)")
+    else:
+        attentions = (args.attention or "einsum").split(",")
+        for attention in attentions:
+            if len(attentions) > 1:
+                print(f"\n=== attention {attention} ===")
+            started = time.perf_counter()
+            r = compile_phases(cfg, args, devices=args.devices, per_device=args.per_device,
+                               micro_batches=args.micro_batches, attention=attention)
+            for phase, total in r["phases"].items():
+                print(f"  peak during {phase:24s} {total / GB:8.2f} GB "
+                      f"({100 * total / A40_BYTES:.0f}% of an A40's 48 GB)")
+            if args.benchmarks:
+                keep(args, f"mesh/{args.devices}x{args.per_device}x{args.micro_batches}/{attention}", r,
+                     time.perf_counter() - started, mode="mesh", devices=args.devices, per_device=args.per_device,
+                     micro_batches=args.micro_batches, attention=attention)
+    if args.benchmarks:
+        write_benchmarks(cfg)
 
 
 if __name__ == "__main__":

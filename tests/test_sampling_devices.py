@@ -2,7 +2,7 @@
 
 import pytest
 
-from jgrpo.devices import DeviceLayout, split_devices, visible_gpus
+from jgrpo.devices import DeviceLayout, apply_layout, split_devices, visible_gpus
 
 
 def test_open_rs_layout_puts_vllm_on_gpu3_and_jax_on_the_rest():
@@ -55,3 +55,19 @@ def test_gpu_ids_index_the_users_cuda_visible_devices():
     assert visible == ["4", "5", "6", "7"]
     DeviceLayout().check_gpus_exist(visible)
     assert DeviceLayout().environment(visible)["CUDA_VISIBLE_DEVICES"] == "7,4,5,6"
+
+
+def test_applying_a_layout_twice_keeps_the_gpus_it_found():
+    """apply_layout reorders CUDA_VISIBLE_DEVICES (vLLM's GPU first); a second call must not read
+    that order as the user's list."""
+    import jax
+
+    environ = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}
+    before = jax.config.values["jax_cuda_visible_devices"]
+    try:
+        apply_layout(DeviceLayout(), environ)
+        assert environ["CUDA_VISIBLE_DEVICES"] == "7,4,5,6"
+        apply_layout(DeviceLayout(), environ)
+        assert environ["CUDA_VISIBLE_DEVICES"] == "7,4,5,6"
+    finally:
+        jax.config.update("jax_cuda_visible_devices", before)

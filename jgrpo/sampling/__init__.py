@@ -9,7 +9,7 @@ vllm_engine VllmEngine: vLLM in this process, weight sync in memory or through a
 from __future__ import annotations
 
 from jgrpo.sampling.base import (LOGPROBS_MODES, Completion, LogprobsMode, RolloutEngine, SamplingParams,
-                                 WeightSync, pow2_at_least, stop_token_ids)
+                                 WEIGHT_SYNC_MODES, WeightSync, pow2_at_least, stop_token_ids)
 from jgrpo.sampling.jax_engine import JaxEngine
 
 ENGINES = ("jax", "vllm")
@@ -29,4 +29,4 @@ def make_engine(kind: str, model, *, eos_token_ids, tokenizer=None, **options) -
 
 
 __all__ = ["Completion", "ENGINES", "JaxEngine", "LOGPROBS_MODES", "LogprobsMode", "RolloutEngine",
-           "SamplingParams", "WeightSync", "make_engine", "pow2_at_least", "stop_token_ids"]
+           "SamplingParams", "WEIGHT_SYNC_MODES", "WeightSync", "make_engine", "pow2_at_least", "stop_token_ids"]

@@ -83,6 +83,9 @@ LogprobsMode = Literal["raw", "processed"]
 LOGPROBS_MODES = ("raw", "processed")
 
 
+WEIGHT_SYNC_MODES = ("memory", "folder")  # vLLM: tensors handed over in this process, or a safetensors folder
+
+
 def check_logprobs_mode(mode: str) -> None:
     if mode not in LOGPROBS_MODES:
         raise ValueError(f"logprobs_mode {mode!r} is not one of {LOGPROBS_MODES}")

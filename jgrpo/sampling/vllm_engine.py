@@ -27,8 +27,8 @@ import numpy as np
 
 from jgrpo.devices import DEFAULT_VLLM_GPU_MEMORY_UTILIZATION
 from jgrpo.model import Qwen2Config, Qwen2ForCausalLM, parse_dtype
-from jgrpo.sampling.base import (Completion, LogprobsMode, SamplingParams, WeightSync, check_logprobs_mode,
-                                 decode_texts)
+from jgrpo.sampling.base import (WEIGHT_SYNC_MODES, Completion, LogprobsMode, SamplingParams, WeightSync,
+                                 check_logprobs_mode, decode_texts)
 from ports.hf_export import export_hf
 from ports.hf_tensors import hf_device_tensors, hf_tensor_infos, hf_tensors
 from ports.safetensors_file import write_file
@@ -90,7 +90,13 @@ def dlpack_tensors(model: Qwen2ForCausalLM, dtype, sizes: list[int]):
 
     for name, array in hf_device_tensors(model, dtype=dtype, tied_lm_head=True):
         sizes.append(array.nbytes)
-        yield name, torch.from_dlpack(array)
+        tensor = torch.from_dlpack(array)
+        yield name, tensor
+        if tensor.is_cuda:
+            # vLLM queued its copy of the tensor on torch's streams; JAX knows nothing of them and
+            # may reuse the buffer (a temporary of the cast) or donate it once `array` is gone.
+            for device in range(torch.cuda.device_count()):
+                torch.cuda.synchronize(device)
 
 
 class VllmEngine:
@@ -110,7 +116,7 @@ class VllmEngine:
                  sync_via: str = "memory", sync_dir: str | Path | None = None, seed: int = 0,
                  log_file: str | Path | None = None, **llm_kwargs):
         check_logprobs_mode(logprobs_mode)
-        if sync_via not in ("memory", "folder"):
+        if sync_via not in WEIGHT_SYNC_MODES:
             raise ValueError(f"sync_via must be 'memory' or 'folder', got {sync_via!r}")
         if sync_via == "folder" and sync_dir is None:
             raise ValueError("sync_via='folder' needs a sync_dir to write the weights to")
@@ -163,16 +169,10 @@ class VllmEngine:
         """Pushes the model's parameters, in vLLM's dtype, into vLLM ("memory": device tensors
         through DLPack; "folder": a safetensors file in sync_dir) and drops the prefix cache, whose
         blocks hold keys and values computed with the old weights."""
-        import torch
-
         via = via or self.sync_via
         start = time.perf_counter()
         with _output_to(self.log_file):
             moved = self._reload(model, via)
-            if torch.cuda.is_available():
-                # The copies read JAX's buffers on torch's stream: finish them before JAX's next
-                # step may donate (overwrite) those buffers.
-                torch.cuda.synchronize()
             self.llm.reset_prefix_cache()
         return WeightSync(time.perf_counter() - start, moved)
 
