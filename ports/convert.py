@@ -29,6 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jgrpo.checkpoint import TOKENIZER, find_tokenizer, has_tokenizer, model_card, run_dir_of
+from jgrpo.hub import first_line
 from jgrpo.model import ConfigError, Qwen2Config, dtype_name, parse_dtype
 from ports import CheckpointError
 from ports.hf_export import export_hf, parse_size
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except (CheckpointError, ConfigError, OSError) as e:
             bar.close()
-            print(f"error: {_one_line(e)}", file=sys.stderr)
+            print(f"error: {first_line(e)}", file=sys.stderr)
             return 1
     print(f"{args.command}: {done['tensors']} tensors, {done['bytes'] / 1e6:,.1f} MB, "
           f"{time.perf_counter() - start:.1f} s -> {args.dst}{note}")
@@ -182,15 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             url = _push(args.dst, args.push_to_hub)
         except Exception as e:  # network, auth, a bad repo id: huggingface_hub raises many types
             print(f"error: wrote {args.dst}, but pushing it to {args.push_to_hub} failed "
-                  f"({type(e).__name__}: {_one_line(e)})", file=sys.stderr)
+                  f"({type(e).__name__}: {first_line(e)})", file=sys.stderr)
             return 1
         print(f"pushed {args.dst} -> {url}")
     return 0
-
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
 
 
 if __name__ == "__main__":

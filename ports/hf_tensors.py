@@ -8,8 +8,7 @@ weight sync hands over through DLPack, with no host copy), `hf_tensors` brings i
 Casts and transposes run on the device, where the weights live, in one jitted op per tensor, so
 only the compute-dtype result moves. Arrays that need neither are passed through as they are:
 zero-copy views of the parameter buffers. Consume each one before a step that donates the
-parameters' buffers. bfloat16 host arrays come out as ml_dtypes.bfloat16; torch takes them
-through DLPack or a uint16 view.
+parameters' buffers. bfloat16 host arrays come out as ml_dtypes.bfloat16.
 """
 
 from __future__ import annotations
@@ -53,14 +52,13 @@ def hf_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> It
         yield name, np.asarray(x)
 
 
-def hf_device_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False,
-                      device=None) -> Iterator[tuple[str, jax.Array]]:
-    """As `hf_tensors`, but each tensor stays on a device: a whole (unsharded) jax.Array on `device`
-    (default: the first device of the parameter's sharding), ready for `torch.from_dlpack`. A
-    sharded parameter is cast first and gathered after, so only compute-dtype bytes move."""
+def hf_device_tensors(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> Iterator[tuple[str, jax.Array]]:
+    """As `hf_tensors`, but each tensor stays on a device: a whole (unsharded) jax.Array on the
+    first device of the parameter's sharding, ready for `torch.from_dlpack`. A sharded parameter is
+    cast first and gathered after, so only compute-dtype bytes move."""
     for name, x in _in_torch_layout(model_or_params, dtype, tied_lm_head):
-        target = device if device is not None else min(x.sharding.device_set, key=lambda d: d.id)
-        yield name, jax.block_until_ready(jax.device_put(x, target))
+        first = min(x.sharding.device_set, key=lambda d: d.id)
+        yield name, jax.block_until_ready(jax.device_put(x, first))
 
 
 def hf_tensor_infos(model_or_params, *, dtype=None, tied_lm_head: bool = False) -> list[TensorInfo]:
