@@ -10,9 +10,11 @@ needs to turn any step into a Hugging Face folder, so a checkpoint costs no more
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 import orbax.checkpoint as ocp
@@ -25,6 +27,44 @@ from ports.orbax_ckpt import handler_registry, restore_args, save_args
 
 STATE = "state"
 TOKENIZER = "tokenizer"  # <run>/checkpoints/tokenizer, beside the step folders
+# <run>/checkpoints/manifests/<step>.json: each file of a step folder with its size and CRC-32,
+# written once Orbax has committed the step. Orbax notices a step that never committed, not one
+# damaged afterwards (a truncated copy, a disk error): the manifest does.
+MANIFESTS = "manifests"
+
+
+def _digests(folder: Path) -> dict[str, list[int]]:
+    """Relative path -> [size, CRC-32] of every file under `folder`."""
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        crc = 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 24):
+                crc = zlib.crc32(chunk, crc)
+        out[str(path.relative_to(folder))] = [path.stat().st_size, crc]
+    return out
+
+
+def manifest_path(step_dir: Path) -> Path:
+    return step_dir.parent / MANIFESTS / f"{step_dir.name}.json"
+
+
+def damage(step_dir: Path) -> str | None:
+    """Why the checkpoint in `step_dir` cannot be trusted (no manifest: its save never finished;
+    a file missing, cut short or changed), or None when every file is as it was written."""
+    manifest = manifest_path(step_dir)
+    if not manifest.is_file():
+        return "no manifest: its save did not finish"
+    written = json.loads(manifest.read_text())
+    found = _digests(step_dir)
+    for name, (size, crc) in written.items():
+        if name not in found:
+            return f"{name} is missing"
+        if found[name][0] != size:
+            return f"{name} is {found[name][0]} bytes, {size} were written"
+        if found[name][1] != crc:
+            return f"{name} has changed since it was written (CRC-32)"
+    return None
 
 
 class Checkpoints:
@@ -43,10 +83,42 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state, meta: dict) -> None:
-        """Blocks until written: a SIGKILL right after must still find this step complete."""
+    def save(self, step: int, state, meta: dict, write_manifest: bool = True) -> None:
+        """Blocks until written: a SIGKILL right after must still find this step complete. The
+        manifest (main process only) follows the commit; manifests of pruned steps go."""
         self.manager.save(step, args=save_args({STATE: state}, meta))
         self.manager.wait_until_finished()
+        if not write_manifest:
+            return
+        folder = self.directory / MANIFESTS
+        folder.mkdir(exist_ok=True)
+        manifest = manifest_path(self.directory / str(step))
+        tmp = manifest.with_name(f".{manifest.name}.tmp")
+        tmp.write_text(json.dumps(_digests(self.directory / str(step))))
+        tmp.replace(manifest)
+        kept = {f"{s}.json" for s in self.manager.all_steps()}
+        for old in folder.glob("*.json"):
+            if old.name not in kept:
+                old.unlink()
+
+    def newest_intact(self) -> tuple[int | None, list[tuple[int, str]]]:
+        """The newest step whose checkpoint is intact, and (step, why) for each newer one skipped."""
+        skipped = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            why = damage(self.directory / str(step))
+            if why is None:
+                return step, skipped
+            skipped.append((step, why))
+        return None, skipped
+
+    def set_aside(self, step: int) -> Path:
+        """Renames a damaged step folder to <step>.damaged (kept for a look, out of Orbax's sight),
+        so the resumed run can save that step again; the manager needs a reload() after."""
+        aside = self.directory / f"{step}.damaged"
+        shutil.rmtree(aside, ignore_errors=True)
+        (self.directory / str(step)).rename(aside)
+        manifest_path(self.directory / str(step)).unlink(missing_ok=True)
+        return aside
 
     def save_tokenizer(self, source: str | Path, tokenizer=None) -> Path:
         """Writes the run's tokenizer beside the step folders unless it is there already (so once

@@ -189,11 +189,14 @@ class TrainConfig:
     # a folder; or null to compile every run afresh.
     compilation_cache: str | None = "auto"
     export_hf: str = "final"  # Hugging Face folders next to the Orbax checkpoints: at the end, at each save, or none
+    # Updates skipped in a row for a non-finite loss, gradient or reward (the state stays the last good
+    # one) before the run stops.
+    max_nonfinite_steps: int = 3
     mesh: MeshConfig = MeshConfig()
 
     def __post_init__(self):
         _one_of(self.export_hf, EXPORT_HF_MODES, "export_hf")
-        _at_least(self, 1, "max_steps", "prompts_per_step", "save_steps", "keep_checkpoints")
+        _at_least(self, 1, "max_steps", "prompts_per_step", "save_steps", "keep_checkpoints", "max_nonfinite_steps")
 
 
 @dataclasses.dataclass(frozen=True)

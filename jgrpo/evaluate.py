@@ -159,6 +159,7 @@ def summarize(results: Sequence[BenchmarkResult], settings: EvalSettings, meta: 
     per = {r.name: {"num_problems": r.score.num_problems, "samples_per_problem": r.score.samples_per_problem,
                     "avg_at_k": r.score.avg_at_k, "pass_at": {str(k): r.score.pass_at[k] for k in ks},
                     "grader_timeouts": r.score.grader_timeouts, "grader_errors": r.score.grader_errors,
+                    "grader_crashes": r.score.grader_crashes,
                     "truncated": r.truncated}
            for r in results}
     average = {"avg_at_k": _mean(p["avg_at_k"] for p in per.values()),
@@ -194,7 +195,8 @@ def _settings_note(settings: dict, per: dict) -> str:
             f"avg@1 is the paper's pass@1. Truncated at the token limit: "
             f"{sum(p['truncated'] for p in per.values())}; grader timeouts: "
             f"{sum(p['grader_timeouts'] for p in per.values())}, errors: "
-            f"{sum(p['grader_errors'] for p in per.values())}.")
+            f"{sum(p['grader_errors'] for p in per.values())}, crashed workers: "
+            f"{sum(p['grader_crashes'] for p in per.values())}.")
     if settings["limit"] is not None:
         note += f" Only the first {settings['limit']} problems of each benchmark: not comparable to the paper."
     return note

@@ -37,7 +37,8 @@ class Verdict(enum.StrEnum):
     # open-rs rewards an unparseable gold with 1.0 instead of skipping the sample.
     GOLD_UNPARSEABLE = "gold_unparseable"
     TIMEOUT = "timeout"
-    ERROR = "error"
+    ERROR = "error"  # the grader raised
+    CRASHED = "crashed"  # its worker process died (a segfault in a C extension, the OOM killer)
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,7 +175,8 @@ def warm_up() -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Result of one item: ``status`` is "ok" (``value`` set), "timeout" or "error"."""
+    """Result of one item: ``status`` is "ok" (``value`` set), "timeout", "error" (``fn`` raised)
+    or "crashed" (the worker died on it)."""
 
     status: str
     value: Any = None
@@ -247,7 +249,7 @@ class GraderPool:
     Workers start on first use, run ``initializer`` once, and are reused across calls. The
     deadline counts from when a ready worker picks an item up, so start-up never eats into
     it. An item that runs past the deadline gets a "timeout" outcome and its worker is
-    killed and replaced; a worker that dies gets an "error" outcome and is replaced. ``fn``
+    killed and replaced; a worker that dies gets a "crashed" outcome and is replaced. ``fn``
     and ``initializer`` must be picklable by reference (module-level functions). One
     ``map`` at a time: the pool is not thread-safe.
     """
@@ -316,7 +318,9 @@ class GraderPool:
             except (EOFError, OSError):
                 if not worker.ready:
                     raise RuntimeError("a grader worker exited during start-up") from None
-                outcomes[running.pop(slot)[0]] = Outcome("error", error="grader worker died")
+                worker.process.join()
+                outcomes[running.pop(slot)[0]] = Outcome(
+                    "crashed", error=f"grader worker died (exit code {worker.process.exitcode})")
                 self._replace(slot)
                 continue
             if not worker.ready:
@@ -378,7 +382,7 @@ class GradingOptions:
 class Grader:
     """Grades completions in a reusable :class:`GraderPool`.
 
-    Timeouts and worker errors become ``Verdict.TIMEOUT`` / ``Verdict.ERROR``; count them
+    Timeouts, grader errors and dead workers become ``Verdict.TIMEOUT`` / ``ERROR`` / ``CRASHED``; count them
     with :func:`count_verdicts` for logging.
     """
 
@@ -407,6 +411,8 @@ class Grader:
                 verdicts.append(outcome.value)
             elif outcome.status == "timeout":
                 verdicts.append(Verdict.TIMEOUT)
+            elif outcome.status == "crashed":
+                verdicts.append(Verdict.CRASHED)
             else:
                 verdicts.append(Verdict.ERROR)
         return verdicts

@@ -7,8 +7,10 @@ runs conf/tiny.yaml, the CPU default: a tiny Qwen2 learning single-digit additio
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -20,6 +22,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from jgrpo.checkpoint import Checkpoints, model_card
+from jgrpo.console import output_to
 from jgrpo.config import CHOICES, DERIVED, ConfigError, RunConfig, load_config, save_config
 from jgrpo.config_help import describe_keys
 from jgrpo.data import ColumnMap, DatasetError, PromptBatcher, encode_prompts, load_examples, load_tokenizer
@@ -34,7 +37,7 @@ from jgrpo.model import DtypePolicy, Qwen2Config, ShardingError, batch_sharding,
 from jgrpo.plots import plot_run
 from jgrpo.rewards import FINISH_REASON_COLUMN, TOKEN_LENGTHS_COLUMN, build_reward_fn
 from jgrpo.run_log import RunLogger, read_metrics
-from jgrpo.sampling import SamplingParams, make_engine, pow2_at_least, stop_token_ids
+from jgrpo.sampling import SamplingParams, WeightSync, make_engine, pow2_at_least, stop_token_ids
 from jgrpo.tasks import arithmetic
 from ports import CheckpointError
 from ports.hf_export import export_hf
@@ -63,6 +66,19 @@ class SetupError(ValueError):
 
 class RunComplete(Exception):
     """--resume on a run that already reached train.max_steps: nothing to do."""
+
+
+class RunFault(Exception):
+    """A fault that stops a run after it started (RELIABILITY.md); the message names the step."""
+
+
+class EngineFailed(RunFault):
+    """The rollout engine raised. saved_as: the step to checkpoint before stopping (the state
+    and data cursor as they were before the failed step), or None when it is already saved."""
+
+    def __init__(self, message: str, saved_as: int | None):
+        super().__init__(message)
+        self.saved_as = saved_as
 
 
 def parse_args(argv: list[str]) -> tuple[str, dict[str, str], bool, bool]:
@@ -124,6 +140,13 @@ def completion_metrics(completions) -> dict[str, float]:
     return out
 
 
+def os_reason(error: BaseException) -> str:
+    """The operating system's reason inside a library's error (tensorstore reports a full disk as
+    "... [os_error_code='28']"), else its first line."""
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    return os.strerror(int(code.group(1))) if code else first_line(error)
+
+
 def _finite_or_none(x) -> float | None:
     """A reward for JSON: NaN (the function returned None) becomes null."""
     return float(x) if np.isfinite(x) else None
@@ -150,11 +173,16 @@ class Trainer:
                              "continue that run, or choose another train.output_dir")
         if resume and latest is None:
             raise SetupError(f"--resume: {self.run_dir / 'checkpoints'} holds no checkpoint to resume from")
-        if resume and latest >= cfg.train.max_steps:
-            raise RunComplete(f"{self.run_dir} is complete: its last checkpoint is step {latest} of train.max_steps "
-                              f"{cfg.train.max_steps}; nothing to do")
         if resume:
+            latest, damaged = self.checkpoints.newest_intact()
+            if latest is None:
+                raise SetupError(f"--resume: no intact checkpoint in {self.run_dir / 'checkpoints'} ("
+                                 + "; ".join(f"checkpoint {step}: {why}" for step, why in damaged) + ")")
+            if latest >= cfg.train.max_steps:
+                raise RunComplete(f"{self.run_dir} is complete: its last checkpoint is step {latest} of "
+                                  f"train.max_steps {cfg.train.max_steps}; nothing to do")
             self._check_resumable(latest)
+            self._set_aside(damaged, latest)
         if cfg.log.wandb:
             try:
                 import wandb  # noqa: F401
@@ -246,6 +274,8 @@ class Trainer:
                   + (", frozen reference" if self.ref_params is not None else ""))
         self.start_step = 0
         self.num_tokens = 0  # prompt + completion tokens of every step so far (TRL's num_tokens)
+        self._skipped_in_a_row = 0  # updates skipped for a non-finite loss, gradient or reward
+        self._sync_failure = None  # set by a step whose weight sync raised
         if cfg.rollout.engine == "jax":
             self.engine = make_engine("jax", self.model, eos_token_ids=self.eos_ids, tokenizer=self.tokenizer,
                                       **self._engine_options())
@@ -342,6 +372,17 @@ class Trainer:
                              f"(columns: {', '.join(sorted(has))}); for a bare answer column set "
                              "gold_column: answer and normalize_gold: true")
 
+    def _set_aside(self, damaged: list[tuple[int, str]], latest: int) -> None:
+        """Damaged checkpoints newer than the one resumed are moved out of the way (the run will
+        save those steps again), each with a warning."""
+        if self.is_main:
+            for step, why in damaged:
+                aside = self.checkpoints.set_aside(step)
+                print(f"warning: checkpoint {step} is damaged ({why}): moved to {aside}; resuming from checkpoint "
+                      f"{latest}", file=sys.stderr)
+        barrier("damaged checkpoints set aside")
+        self.checkpoints.manager.reload()
+
     def _check_resumable(self, step: int) -> None:
         """That the run in run_dir can continue under this config: read from the checkpoint's
         metadata, before anything starts or is written."""
@@ -397,8 +438,17 @@ class Trainer:
         cfg = self.cfg
         timings = {}
         start = time.perf_counter()
+        cursor, calls = self.batcher.state_dict(), self.engine.calls
         prompt_batch = self.batcher.next_batch()
-        completions = self.engine.generate([list(p.token_ids) for p in prompt_batch.prompts], self.sampling)
+        try:
+            completions = self.engine.generate([list(p.token_ids) for p in prompt_batch.prompts], self.sampling)
+        except Exception as e:  # vLLM's engine died, or the JAX sampler ran out of memory
+            # Back to before this step, so its checkpoint resumes with this very batch.
+            self.batcher.load_state_dict(cursor)
+            self.engine.calls = calls
+            already_saved = self.checkpoints.latest_step() == step
+            raise EngineFailed(f"step {step + 1}: the rollout engine failed ({type(e).__name__}: {first_line(e)})",
+                               saved_as=None if already_saved else step) from None
         timings["generate"] = time.perf_counter() - start
 
         t = time.perf_counter()
@@ -429,7 +479,11 @@ class Trainer:
         timings["update"] = time.perf_counter() - t
 
         nnx.update(self.model, self.state.params)
-        sync = self.engine.sync_weights(self.model)
+        try:
+            sync = self.engine.sync_weights(self.model)
+        except Exception as e:  # the update is done: the run logs this step, saves it and stops
+            self._sync_failure = f"step {step + 1}: the weight sync failed ({type(e).__name__}: {first_line(e)})"
+            sync = WeightSync(time.perf_counter() - t, 0)
         timings["sync"] = sync.seconds
         timings["step"] = time.perf_counter() - start
 
@@ -464,9 +518,14 @@ class Trainer:
         meta = {"step": step, "data": self.batcher.state_dict(), "sampler_calls": self.engine.calls,
                 "num_tokens": self.num_tokens, "config": self.cfg.to_dict(), "hf_config": self.model_cfg.to_hf_dict(),
                 "recipe": self.recipe}
-        if self.is_main:  # once per run, before the first checkpoint: what ports.convert needs besides meta
-            self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
-        self.checkpoints.save(step, self.state, meta)
+        try:
+            if self.is_main:  # once per run, before the first checkpoint: what ports.convert needs besides meta
+                self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
+            # A failing save makes Orbax's writer threads print pages of tracebacks: into the log.
+            with output_to(self.run_dir / "checkpoint.log"):
+                self.checkpoints.save(step, self.state, meta, write_manifest=self.is_main)
+        except Exception as e:  # a full disk, a folder gone: Orbax's own errors wrap the OSError
+            raise RunFault(f"saving checkpoint {step} failed: {os_reason(e)}") from None
         if self.cfg.train.export_hf == "every":
             self._export(self.run_dir / "hf" / f"step_{step}", step)
 
@@ -479,13 +538,15 @@ class Trainer:
             export_hf(params, self.model_cfg, dst, tokenizer=tokenizer, overwrite=True, model_card=card)
 
     def run(self) -> int:
+        """0 when the run reached max_steps or stopped on a signal (resumable); 1 when a fault stopped
+        it (RELIABILITY.md), with one line naming it and the checkpoint to resume from."""
         cfg = self.cfg.train
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, self._on_signal)
         # The first step compiles every program (sampler, log-probs, update): say so on the bar.
         bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="grpo (compiling the first step)", unit="step",
                    dynamic_ncols=True, disable=not self.is_main)
-        step, stopped = self.start_step, False
+        step, stopped, fault = self.start_step, False, None
         try:
             while step < cfg.max_steps and not stopped:
                 metrics = self.train_step(step)
@@ -495,24 +556,60 @@ class Trainer:
                 bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}",
                                 tok_s=f"{metrics['tokens_per_second']:.0f}")
                 bar.update(1)
+                self._count_skipped_update(step, metrics)
+                if self._sync_failure is not None:
+                    raise EngineFailed(self._sync_failure, saved_as=step)
                 stopped = self._stopping()
                 if step % cfg.save_steps == 0 or step == cfg.max_steps or stopped:
                     self._save(step)
+            if not stopped:
+                if cfg.export_hf != "none":
+                    self._export(self.run_dir / "hf" / "final", step)
+                if self.cfg.log.plots and self.is_main:
+                    plot_run(self.run_dir)
+        except EngineFailed as e:
+            fault = str(e)
+            if e.saved_as is not None:
+                try:
+                    self._save(e.saved_as)
+                except RunFault as save_fault:
+                    fault += f"; {save_fault}"
+        except RunFault as e:
+            fault = str(e)
+        except OSError as e:  # a full disk or a folder gone while writing logs or exports
+            fault = f"after step {step}: writing the run's files failed: {first_line(e)}"
         finally:
             bar.close()
-            self.logger.close()
+            with contextlib.suppress(OSError):  # a full disk fails the last flush too
+                self.logger.close()
             self.reward_fn.close()
+        if fault is not None:
+            last = self.checkpoints.latest_step()
+            resume = f"resume from checkpoint {last} with --resume" if last is not None else "no checkpoint was saved"
+            print(f"error: {fault}; {resume}", file=sys.stderr)
+            return 1
         if stopped:
             name = signal.Signals(self._stop_signal).name if self._stop_signal else "another process's signal"
             print(f"stopped by {name} after step {step}; resume with --resume", file=sys.stderr)
             return 0
-        if cfg.export_hf != "none":
-            self._export(self.run_dir / "hf" / "final", step)
-        if self.cfg.log.plots and self.is_main:
-            plot_run(self.run_dir)
         self.checkpoints.close()
         self._summary(step)
         return 0
+
+    def _count_skipped_update(self, step: int, metrics: dict[str, float]) -> None:
+        """An update skipped for a non-finite number (the jitted step keeps the last good state) is
+        said; train.max_nonfinite_steps of them in a row stop the run."""
+        if not metrics["update_skipped"]:
+            self._skipped_in_a_row = 0
+            return
+        self._skipped_in_a_row += 1
+        quantity = next(name for name, key in (("rewards", "reward"), ("loss", "loss"), ("gradients", "grad_norm"))
+                        if not np.isfinite(metrics[key]))
+        tqdm.write(f"step {step}: non-finite {quantity}: update skipped, the state is the last good one",
+                   file=sys.stderr)
+        if self._skipped_in_a_row >= self.cfg.train.max_nonfinite_steps:
+            raise RunFault(f"step {step}: non-finite {quantity} in {self._skipped_in_a_row} steps in a row "
+                           f"(train.max_nonfinite_steps {self.cfg.train.max_nonfinite_steps})")
 
     def _summary(self, step: int) -> None:
         if not self.is_main:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from jgrpo.checkpoint import TOKENIZER, find_tokenizer, has_tokenizer, model_card, run_dir_of
+from jgrpo.checkpoint import TOKENIZER, damage, find_tokenizer, has_tokenizer, manifest_path, model_card, run_dir_of
 from jgrpo.hub import first_line
 from jgrpo.model import ConfigError, Qwen2Config, dtype_name, parse_dtype
 from ports import CheckpointError
@@ -112,6 +112,11 @@ def _tokenizer_for(args, meta: dict) -> Path | None:
 
 
 def _orbax_to_hf(args, bar, progress) -> str:
+    src = Path(args.src)
+    if manifest_path(src.absolute()).parent.is_dir():  # a training run's step: its manifest says if it is whole
+        why = damage(src.absolute())
+        if why is not None:
+            raise CheckpointError(f"checkpoint {src} is damaged: {why}")
     meta = read_meta(args.src)
     tokenizer = _tokenizer_for(args, meta)  # before anything is written: refusing must leave nothing
     card = model_card(step=meta.get("step"), config=meta.get("config"), recipe=meta.get("recipe"),

@@ -19,8 +19,14 @@ Stages:
                        --update-micro 2 / --update-batch 12 change the micro-batch and the batch; the
                        one-GPU update of 72 in micro-batches of 6 needs about this stage's peak + the
                        bf16 reference (3.55 GB), which this stage does not hold
- 6 attention_layer     einsum vs fused attention on one 1.5B decoder layer at 6 x 4096, bf16: fwd+bwd
-                       time, compiled memory, largest output difference
+ 6 attention_layer     fused attention's correctness where training uses it, then its speed. Checked:
+                       a 2-layer model with the 1.5B config's heads (12 q / 2 kv x 128; vocab 4096),
+                       fp32 parameters, bf16 compute, remat, 8 rows of [left pad | prompt | completion |
+                       right pad] in 128 + 384, one of them padding only: fused (cuDNN on the GPU) vs
+                       einsum logits at real positions and gradients of a loss over them within stated
+                       tolerances, everything finite (also a loss over padded positions), a padding-
+                       attended control outside them. Timed: einsum vs fused on one 1.5B decoder layer
+                       at 6 x 4096, bf16: fwd+bwd time, compiled memory, largest output difference
  7 reference_logprobs  the reference log-prob pass at 18 x (512 + 3584), bf16 parameters: time, tokens/s
  8 jax_sampler         the JAX sampler on the 1.5B config, 12 prompts x 6 of ~512 tokens, 512 new
                        tokens (forced: min_new_tokens = max_new_tokens): tokens/s
@@ -64,18 +70,40 @@ STAGES = {
     3: ("dlpack", "DLPack hand-over JAX <-> torch is zero-copy"),
     4: ("logprobs_vs_hf", "jgrpo log-probs = transformers' (fp32, small random Qwen2)"),
     5: ("update_1p5b", "update step, real 1.5B config, 6 x (512 + 3584), one device"),
-    6: ("attention_layer", "einsum vs fused attention, one 1.5B decoder layer, 6 x 4096"),
+    6: ("attention_layer", "fused vs einsum attention: padded rows checked, 1.5B layer timed at 6 x 4096"),
     7: ("reference_logprobs", "reference log-prob pass, 18 x (512 + 3584), bf16 params"),
     8: ("jax_sampler", "JAX sampler, 1.5B config, 12 prompts x 6"),
 }
 # Seconds each stage may take on the GPU (compile included); the deadline caps their sum.
-GUARD_S = {1: 60, 2: 100, 3: 60, 4: 90, 5: 240, 6: 100, 7: 120, 8: 150}
-SMOKE_GUARD_S = {1: 60, 2: 90, 3: 60, 4: 90, 5: 120, 6: 90, 7: 90, 8: 90}
+GUARD_S = {1: 60, 2: 100, 3: 60, 4: 90, 5: 240, 6: 130, 7: 120, 8: 150}
+SMOKE_GUARD_S = {1: 60, 2: 90, 3: 60, 4: 90, 5: 120, 6: 120, 7: 90, 8: 90}
 MIN_STAGE_S = 15  # a stage with less time than this left is skipped
 TORCH_STAGES = (2, 3, 4)  # share the GPU with torch: JAX allocates on demand there
 PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "jax-cuda13-plugin", "jax-cuda13-pjrt", "flax",
             "optax", "orbax-checkpoint", "torch", "transformers", "numpy", "ml_dtypes", "nvidia-cudnn-cu12",
             "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12")
+# Stage 6's padded-rows check: (prompt, completion) real tokens per row of [left pad | prompt |
+# completion | right pad] in a prompt width of 128 and a completion width of 384 (the smoke: 8 + 12).
+# Full; left padding only; right padding only; both; no completion; one token; one completion token;
+# padding only.
+PADDED_ROWS = ((128, 384), (100, 384), (128, 200), (57, 131), (40, 0), (1, 0), (90, 1), (0, 0))
+PADDED_ROWS_SMOKE = ((8, 12), (5, 12), (8, 7), (3, 4), (6, 0), (1, 0), (4, 1), (0, 0))
+# Its tolerances, fused vs einsum, both bf16 compute on the same fp32 parameters. Logits: the largest
+# |difference| at real positions over the RMS of the einsum logits there. Gradients: per parameter,
+# ||fused - einsum|| / ||einsum|| (L2 over the whole array), the worst parameter; a parameter whose
+# gradient norm is under GRAD_NORM_FLOOR x the largest one's is measured against that floor instead
+# (the k_proj biases' gradient is zero in exact arithmetic, softmax ignoring a constant per query:
+# what is left is rounding, ~3e-4 of the largest norm). Why these numbers: bf16 keeps 8 significant
+# bits, and bf16 compute alone already moves this model's einsum logits by up to 0.066 x their RMS and
+# its worst parameter gradient by 2.2% (relative L2) from the same model in fp32 compute (measured on
+# the CPU at the GPU sizes below; the stage measures it again, as noise_floor). Two bf16 kernels can
+# each be that far from fp32, so up to about twice that apart; the tolerances allow ~4x and ~6x the
+# floor. The control, the einsum kernel with the left padding attended, is ~6.8 x RMS and ~110% off:
+# 27x and 9x the tolerances, so a kernel that lets padding in, or mishandles the roll, the lengths or
+# the causal mask, cannot pass.
+PADDED_LOGITS_TOL = 0.25  # x the logits' RMS, the largest difference at a real position
+PADDED_GRAD_TOL = 0.125  # relative L2, the worst parameter
+GRAD_NORM_FLOOR = 1e-2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -89,12 +117,14 @@ def sizes(smoke: bool) -> dict:
                     reference=dict(batch=18, micro=6, prompt=16, completion=48, warmup=1, steps=2),
                     sampler=dict(prompts=12, n=6, prompt_min=12, prompt_max=16, new_tokens=16),
                     logprobs=dict(batch=4, prompt=12, completion=20),
+                    padded=dict(layers=2, vocab=512, prompt=8, completion=12, rows=PADDED_ROWS_SMOKE),
                     dlpack_big_elements=1 << 20)
     return dict(update=dict(batch=6, micro=6, prompt=512, completion=3584, warmup=1, steps=3),
                 layer=dict(batch=6, length=4096, warmup=2, steps=5),
                 reference=dict(batch=18, micro=6, prompt=512, completion=3584, warmup=1, steps=3),
                 sampler=dict(prompts=12, n=6, prompt_min=480, prompt_max=512, new_tokens=512),
                 logprobs=dict(batch=4, prompt=64, completion=192),
+                padded=dict(layers=2, vocab=4096, prompt=128, completion=384, rows=PADDED_ROWS),
                 dlpack_big_elements=128 << 20)  # 256 MB of bf16
 
 
@@ -516,6 +546,184 @@ def stage_update(rec: Recorder, args):
         raise AssertionError(f"non-finite loss or gradient norm: losses {losses}")
 
 
+def _padded_rows_batch(rows, prompt_width: int, completion_width: int, vocab: int, seed: int = 0):
+    """ids and mask [b, prompt_width + completion_width] of [left pad | prompt | completion | right pad]
+    rows, int32; the loss weights (uniform in [0.5, 1.5]) on real positions whose next token is real."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = prompt_width + completion_width
+    ids = np.zeros((len(rows), t), np.int32)
+    mask = np.zeros((len(rows), t), np.int32)
+    for i, (p, c) in enumerate(rows):
+        real = slice(prompt_width - p, prompt_width + c)
+        ids[i, real] = rng.integers(3, vocab, p + c)
+        mask[i, real] = 1
+    pairs = mask * np.roll(mask, -1, axis=1)
+    pairs[:, -1] = 0
+    weights = (pairs * rng.uniform(0.5, 1.5, mask.shape)).astype(np.float32)
+    return ids, mask, weights
+
+
+def _padded_model_check(rec: Recorder, args) -> str | None:
+    """Fused vs einsum attention in a small full model on padded rows, as training runs it: fp32
+    parameters, bf16 compute, remat as the recipe has it, rows [left pad | prompt | completion | right
+    pad] mixed with one of padding only. Compares the logits at real positions and the gradient of a
+    loss over them; checks that every logit and every gradient is finite, also the gradient of a loss
+    over all positions (padding included). Records everything under `padded`; returns why it failed,
+    or None."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from jgrpo.config import load_config
+    from jgrpo.model import DtypePolicy, Qwen2ForCausalLM
+
+    s = args.sizes["padded"]
+    base = model_config(args.smoke)
+    cfg = dataclasses.replace(base, num_hidden_layers=s["layers"], vocab_size=s["vocab"], tie_word_embeddings=False)
+    remat = load_config(RECIPE).model.remat
+    P, C, rows = s["prompt"], s["completion"], [tuple(r) for r in s["rows"]]
+    result = {"config": dict(layers=cfg.num_hidden_layers, hidden=cfg.hidden_size, heads=cfg.num_attention_heads,
+                             kv_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
+                             intermediate=cfg.intermediate_size, vocab=cfg.vocab_size),
+              "prompt_width": P, "completion_width": C, "rows": [list(r) for r in rows],
+              "param_dtype": "float32", "compute_dtype": "bfloat16", "remat": remat,
+              "fused_backend": "cudnn" if jax.default_backend() in ("gpu", "cuda") else "xla",
+              "loss": "weighted mean of -log p(next token) over real positions whose next token is real",
+              "tolerances": {"logits_max_abs_diff_over_rms": PADDED_LOGITS_TOL,
+                             "grads_worst_param_rel_l2": PADDED_GRAD_TOL, "grad_norm_floor": GRAD_NORM_FLOOR},
+              "passed": False}
+    rec.update(padded=result)
+
+    def graphdef_for(attention: str, compute: str):
+        policy = DtypePolicy.from_names("float32", compute)
+        abstract = nnx.eval_shape(lambda: Qwen2ForCausalLM(cfg, policy=policy, remat=remat, attention=attention,
+                                                           rngs=nnx.Rngs(0)))
+        return nnx.split(abstract, nnx.Param)[0]
+
+    # Random weights; biases and norm scales random too (as stage 4), so a mistake in either shows.
+    model = Qwen2ForCausalLM(cfg, policy=DtypePolicy.from_names("float32", "bfloat16"), remat=remat,
+                             attention="einsum", rngs=nnx.Rngs(0))
+    perturb = np.random.default_rng(3)
+    for path, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Param) and path and path[-1] in ("bias", "scale"):
+            shape = node[...].shape
+            value = perturb.normal(0.0, 0.1, shape) if path[-1] == "bias" else perturb.uniform(0.5, 1.5, shape)
+            node[...] = jnp.asarray(value, jnp.float32)
+    params = jax.device_put(nnx.split(model, nnx.Param)[1], jax.devices()[0])
+    del model
+    ids, mask, weights = _padded_rows_batch(rows, P, C, cfg.vocab_size)
+    real = mask.astype(bool)
+    # Control: the einsum kernel with the left padding marked real, i.e. the padding attended. RoPE
+    # sees only relative positions, so the real tokens' shifted positions alone change nothing.
+    leak = mask.copy()
+    for i in range(len(rows)):
+        if real[i].any():
+            leak[i, :int(np.argmax(real[i]))] = 1
+    result.update(batch=len(rows), length=P + C, real_tokens=int(real.sum()), loss_tokens=int((weights > 0).sum()))
+
+    def loss(graphdef, params, ids, mask, weights):
+        logits, _ = nnx.merge(graphdef, params)(ids, mask)
+        logps = jax.nn.log_softmax(logits, axis=-1)
+        token = jnp.take_along_axis(logps, jnp.roll(ids, -1, axis=1)[..., None], axis=-1)[..., 0]
+        return -jnp.sum(token * weights) / jnp.sum(weights), logits
+
+    def compiled_for(graphdef, precision=None):
+        fn = jax.jit(jax.value_and_grad(lambda *a: loss(graphdef, *a), has_aux=True))
+        with jax.default_matmul_precision(precision):  # None: the default; bf16 matmuls are bf16 either way
+            start = time.perf_counter()
+            out = fn.lower(params, ids, mask, weights).compile()
+        return out, time.perf_counter() - start
+
+    def run(compiled, m=mask, w=weights):
+        (value, logits), grads = compiled(params, ids, m, w)
+        return float(value), np.asarray(logits), grads
+
+    grad_norm = jax.jit(lambda g: [jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)))) for x in jax.tree.leaves(g)])
+    grad_diff = jax.jit(lambda a, b: [jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32) - y.astype(jnp.float32))))
+                                      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
+    all_finite = jax.jit(lambda g: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)])))
+    names = [jax.tree_util.keystr(path, simple=True, separator=".").removesuffix(".value")
+             for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+    compile_s = {}
+    compiled = {}
+    for name, attention, compute, precision in (("einsum", "einsum", "bfloat16", None),
+                                                ("fused", "fused", "bfloat16", None),
+                                                ("einsum_fp32", "einsum", "float32", "highest")):
+        compiled[name], compile_s[name] = compiled_for(graphdef_for(attention, compute), precision)
+    result["compile_s"] = compile_s
+    rec.update(padded=result)
+    loss_e, logits_e, grads_e = run(compiled["einsum"])
+    loss_f, logits_f, grads_f = run(compiled["fused"])
+    loss_32, logits_32, grads_32 = run(compiled["einsum_fp32"])
+    loss_c, logits_c, grads_c = run(compiled["einsum"], m=leak)
+    # Every position weighted: the backward through padded queries and keys gets real cotangents.
+    loss_all, logits_all, grads_all = run(compiled["fused"], w=np.ones_like(weights))
+
+    norms_e = [float(x) for x in grad_norm(grads_e)]
+    floor = GRAD_NORM_FLOOR * max(norms_e)
+
+    def compare(logits, grads, logits_ref=logits_e, grads_ref=grads_e, per_param=False) -> dict:
+        """Logits: the largest |difference| at real positions, over the reference's RMS there.
+        Gradients: per parameter ||grads - ref|| / max(||ref||, floor), the worst one and its name;
+        and the same over all parameters together."""
+        scale = float(np.sqrt(np.mean(np.square(logits_ref[real]))))
+        max_abs = float(np.max(np.abs(logits[real] - logits_ref[real])))
+        diffs = [float(x) for x in grad_diff(grads, grads_ref)]
+        norms = [float(x) for x in grad_norm(grads_ref)]
+        rel = [d / max(n, floor) for d, n in zip(diffs, norms)]
+        worst = int(np.argmax(rel))
+        return {"logits_max_abs_diff": max_abs, "logits_max_abs_diff_over_rms": max_abs / scale,
+                "logits_rel_l2": float(np.sqrt(np.mean(np.square(logits[real] - logits_ref[real])))) / scale,
+                "grads_worst_param_rel_l2": rel[worst], "grads_worst_param": names[worst],
+                "grads_global_rel_l2": math.sqrt(sum(d * d for d in diffs) / sum(n * n for n in norms)),
+                **({"grads_per_param": {k: {"norm": n, "rel_l2": r} for k, n, r in zip(names, norms, rel)}}
+                   if per_param else {})}
+
+    fused = compare(logits_f, grads_f, per_param=True)
+    finite = {"fused_logits_all_positions": bool(np.isfinite(logits_f).all()),
+              "fused_grads": bool(all_finite(grads_f)),
+              "fused_logits_loss_over_all_positions": bool(np.isfinite(logits_all).all()),
+              "fused_grads_loss_over_all_positions": bool(all_finite(grads_all)),
+              "fused_loss": math.isfinite(loss_f) and math.isfinite(loss_all),
+              "einsum_logits_all_positions": bool(np.isfinite(logits_e).all()),
+              "einsum_grads": bool(all_finite(grads_e))}
+    logits_ok = fused["logits_max_abs_diff_over_rms"] <= PADDED_LOGITS_TOL
+    grads_ok = fused["grads_worst_param_rel_l2"] <= PADDED_GRAD_TOL
+    control = compare(logits_c, grads_c)
+    discriminating = (control["logits_max_abs_diff_over_rms"] > PADDED_LOGITS_TOL
+                      and control["grads_worst_param_rel_l2"] > PADDED_GRAD_TOL)
+    result.update(
+        fused_vs_einsum=dict(fused, logits_ok=logits_ok, grads_ok=grads_ok, loss_einsum=loss_e, loss_fused=loss_f),
+        logits_rms=float(np.sqrt(np.mean(np.square(logits_e[real])))),
+        logits_max_abs=float(np.max(np.abs(logits_e[real]))), grad_norm_max=max(norms_e), finite=finite,
+        # How far bf16 compute alone moves things: each bf16 run against the einsum run in fp32
+        # compute (matmul precision "highest"), measured the same way.
+        noise_floor={"einsum_bf16_vs_fp32": compare(logits_e, grads_e, logits_32, grads_32),
+                     "fused_bf16_vs_fp32": compare(logits_f, grads_f, logits_32, grads_32), "loss_fp32": loss_32},
+        control=dict(control, discriminating=discriminating,
+                     what="einsum with the left padding marked real (padding attended) vs einsum"))
+    failures = []
+    if not all(finite.values()):
+        failures.append("non-finite: " + ", ".join(k for k, v in finite.items() if not v))
+    if not logits_ok:
+        failures.append(f"logits differ by {fused['logits_max_abs_diff_over_rms']:.3g} x their RMS > "
+                        f"{PADDED_LOGITS_TOL:g}")
+    if not grads_ok:
+        failures.append(f"gradient of {fused['grads_worst_param']} differs by {fused['grads_worst_param_rel_l2']:.3g} "
+                        f"(relative L2) > {PADDED_GRAD_TOL:g}")
+    if not discriminating:
+        failures.append("the control (padding attended) stays within the tolerances: the check cannot tell")
+    result["passed"] = not failures
+    rec.update(padded=result)
+    return "; ".join(failures) or None
+
+
 def stage_attention(rec: Recorder, args):
     import inspect
 
@@ -530,6 +738,15 @@ def stage_attention(rec: Recorder, args):
     takes_lengths = "lengths" in inspect.signature(DecoderLayer.__call__).parameters
     if not takes_lengths:
         raise RuntimeError("this DecoderLayer has no fused-attention path (no `lengths` argument)")
+    # Correctness first (small and quick), so a guard that runs out during the timings below keeps it;
+    # its failure, or an error in it (cuDNN refusing these shapes), fails the stage after the timings.
+    try:
+        padded_failure = _padded_model_check(rec, args)
+    except Exception as e:  # noqa: BLE001 - recorded, raised after the timings
+        traceback.print_exc()
+        padded_failure = " ".join(f"{type(e).__name__}: {e}".split())[:400]
+        rec.update(padded=dict(rec.data.get("padded", {}), passed=False, error=padded_failure))
+    print(f"padded rows: {'passed' if padded_failure is None else 'FAILED: ' + padded_failure}", flush=True)
     s = args.sizes["layer"]
     cfg = model_config(args.smoke)
     b, t, e = s["batch"], s["length"], cfg.hidden_size
@@ -583,6 +800,8 @@ def stage_attention(rec: Recorder, args):
                fused_backend="cudnn" if jax.default_backend() == "gpu" else "xla")
     if not (math.isfinite(diff) and math.isfinite(grad_diff)):
         raise AssertionError("non-finite difference between the attention kernels")
+    if padded_failure is not None:
+        raise AssertionError(f"padded rows, fused vs einsum: {padded_failure}")
 
 
 def stage_reference(rec: Recorder, args):
@@ -827,6 +1046,19 @@ def _num(x, fmt=".3g", unit="") -> str:
     return "n/a" if x is None else f"{x:{fmt}}{unit}"
 
 
+def _padded_summary(pad: dict) -> str:
+    """Stage 6's padded-rows check in one line."""
+    verdict = "passed" if pad.get("passed") else "**FAILED**"
+    if "fused_vs_einsum" not in pad:
+        return f"padded rows {verdict}" + (f" ({pad['error'][:160]})" if pad.get("error") else "")
+    d, tol = pad["fused_vs_einsum"], pad.get("tolerances", {})
+    finite = pad.get("finite", {})
+    return (f"padded rows, fused ({pad.get('fused_backend')}) vs einsum, bf16: {verdict}; logits max diff "
+            f"{d['logits_max_abs_diff_over_rms']:.3g} x RMS (tolerance {tol.get('logits_max_abs_diff_over_rms')}), "
+            f"grads worst {d['grads_worst_param_rel_l2']:.3g} rel. L2 (tolerance "
+            f"{tol.get('grads_worst_param_rel_l2')}); {'all finite' if all(finite.values()) else 'NOT FINITE'}")
+
+
 def _summary(name: str, r: dict) -> str:
     """One cell: the stage's numbers with their units."""
     if not r:
@@ -863,7 +1095,9 @@ def _summary(name: str, r: dict) -> str:
                 f"compiled peak {_gb(mem.get('peak'))} (temps {_gb(mem.get('temp'))}); "
                 f"peak in use {_gb(r.get('peak_bytes_in_use'))}")
     if name == "attention_layer":
-        parts = [f"{k}: fwd+bwd {_num(r[k].get('fwd_bwd_ms'), '.2f', ' ms')}, temps "
+        pad = r.get("padded") or {}
+        parts = [_padded_summary(pad)] if pad else []
+        parts += [f"{k}: fwd+bwd {_num(r[k].get('fwd_bwd_ms'), '.2f', ' ms')}, temps "
                  f"{_gb(r[k].get('compiled_memory', {}).get('temp'))}" for k in ("einsum", "fused") if k in r]
         if "max_abs_diff" in r:
             parts.append(f"max abs diff {r['max_abs_diff']:.3g} (largest abs output {r['max_abs_output']:.3g})")
@@ -909,6 +1143,37 @@ def render_markdown(report: dict) -> str:
                   f"{_num(up.get('tflops_per_s'), '.1f', ' TFLOP/s')} of {H200_BF16_PEAK / 1e12:.0f} peak "
                   f"({up.get('flop_count', '')})."]
     at = stages.get("attention_layer", {}).get("results", {})
+    pad = at.get("padded") or {}
+    if "fused_vs_einsum" in pad:
+        c, d, tol = pad["config"], pad["fused_vs_einsum"], pad["tolerances"]
+        floor, control = pad.get("noise_floor", {}), pad.get("control", {})
+        e32, f32 = floor.get("einsum_bf16_vs_fp32", {}), floor.get("fused_bf16_vs_fp32", {})
+        ok = lambda x: "ok" if x else "**FAILED**"  # noqa: E731
+        lines += ["", f"Padded rows, fused attention ({pad.get('fused_backend')}) vs einsum: {c['layers']} layers, "
+                  f"{c['heads']} q / {c['kv_heads']} kv heads x {c['head_dim']}, hidden {c['hidden']}, vocab "
+                  f"{c['vocab']}, random weights; {pad['param_dtype']} parameters, {pad['compute_dtype']} compute, "
+                  f"remat {pad['remat']}; {pad['batch']} rows of [left pad | prompt | completion | right pad] in "
+                  f"{pad['prompt_width']} + {pad['completion_width']}, (prompt, completion) = "
+                  f"{', '.join(f'({p}, {q})' for p, q in pad['rows'])}; {pad['real_tokens']} real tokens. "
+                  f"**{'Passed' if pad['passed'] else 'FAILED'}.**", "",
+                  "| measure | fused vs einsum | tolerance | bf16 einsum vs fp32 | bf16 fused vs fp32 | control |",
+                  "|---|---|---|---|---|---|",
+                  f"| logits: max abs diff at real positions / their RMS ({pad['logits_rms']:.3g}) | "
+                  f"{d['logits_max_abs_diff_over_rms']:.3g} ({ok(d['logits_ok'])}) | {tol['logits_max_abs_diff_over_rms']} | "
+                  f"{_num(e32.get('logits_max_abs_diff_over_rms'))} | {_num(f32.get('logits_max_abs_diff_over_rms'))} | "
+                  f"{_num(control.get('logits_max_abs_diff_over_rms'))} |",
+                  f"| gradients: worst parameter's relative L2 | {d['grads_worst_param_rel_l2']:.3g} "
+                  f"({d['grads_worst_param']}, {ok(d['grads_ok'])}) | {tol['grads_worst_param_rel_l2']} | "
+                  f"{_num(e32.get('grads_worst_param_rel_l2'))} | {_num(f32.get('grads_worst_param_rel_l2'))} | "
+                  f"{_num(control.get('grads_worst_param_rel_l2'))} |",
+                  f"| gradients: all parameters' relative L2 | {d['grads_global_rel_l2']:.3g} | | "
+                  f"{_num(e32.get('grads_global_rel_l2'))} | {_num(f32.get('grads_global_rel_l2'))} | "
+                  f"{_num(control.get('grads_global_rel_l2'))} |", "",
+                  "Finite: " + ", ".join(f"{k.replace('_', ' ')} {ok(v)}" for k, v in pad['finite'].items())
+                  + f". The control is {control.get('what', 'n/a')}; it must fall outside both tolerances "
+                  f"({ok(control.get('discriminating'))})."]
+    elif pad.get("error"):
+        lines += ["", f"Padded rows, fused vs einsum: **FAILED**: {pad['error']}"]
     if "einsum" in at and "fused" in at:
         rows = [[k, f"{at[k]['fwd_ms']:.2f}", f"{at[k]['fwd_bwd_ms']:.2f}", _gb(at[k]['compiled_memory'].get('temp')),
                  _gb(at[k]['compiled_memory'].get('peak')), f"{at[k]['compile_s']:.1f}"] for k in ("einsum", "fused")]

@@ -25,7 +25,10 @@ POSITIVE = {
                     "mfu", "compiled_memory.peak", "compiled_memory.temp", "compiled_memory.argument"],
     "attention_layer": ["einsum.compile_s", "einsum.fwd_ms", "einsum.fwd_bwd_ms", "einsum.compiled_memory.peak",
                         "fused.compile_s", "fused.fwd_ms", "fused.fwd_bwd_ms", "fused.compiled_memory.peak",
-                        "max_abs_output", "fused_speedup"],
+                        "max_abs_output", "fused_speedup", "padded.logits_rms", "padded.grad_norm_max",
+                        "padded.real_tokens", "padded.control.logits_max_abs_diff_over_rms",
+                        "padded.control.grads_worst_param_rel_l2",
+                        "padded.noise_floor.einsum_bf16_vs_fp32.logits_max_abs_diff_over_rms"],
     "reference_logprobs": ["compile_s", "seconds", "tokens_per_s", "completion_tokens_per_s",
                            "compiled_memory.peak"],
     "jax_sampler": ["first_call_s", "seconds", "tokens", "tokens_per_s", "ms_per_decode_step"],
@@ -97,6 +100,30 @@ def test_smoke_checks_hold(smoke):
     assert up["peak_bytes_in_use"] is None  # the CPU has no allocator statistics; a GPU must report them
     assert math.isfinite(r["attention_layer"]["max_abs_diff"]) and math.isfinite(
         r["attention_layer"]["max_abs_diff_grad_x"])
+    pad = r["attention_layer"]["padded"]
+    assert pad["passed"] is True and "error" not in pad
+    assert (pad["param_dtype"], pad["compute_dtype"], pad["remat"], pad["fused_backend"]) == (
+        "float32", "bfloat16", True, "xla")  # the CPU has no cuDNN: XLA's kernel, the same code path
+    assert [0, 0] in pad["rows"] and len(pad["rows"]) == pad["batch"]  # a row of padding only
+    assert any(p < pad["prompt_width"] and 0 < c < pad["completion_width"] for p, c in pad["rows"])  # both paddings
+    tol = pad["tolerances"]
+    assert tol == {"logits_max_abs_diff_over_rms": 0.25, "grads_worst_param_rel_l2": 0.125, "grad_norm_floor": 1e-2}
+    d = pad["fused_vs_einsum"]
+    assert d["logits_ok"] and 0 <= d["logits_max_abs_diff_over_rms"] <= tol["logits_max_abs_diff_over_rms"]
+    assert d["grads_ok"] and 0 <= d["grads_worst_param_rel_l2"] <= tol["grads_worst_param_rel_l2"]
+    assert d["logits_max_abs_diff"] == pytest.approx(d["logits_max_abs_diff_over_rms"] * pad["logits_rms"], rel=1e-4)
+    assert all(math.isfinite(v) for v in (d["grads_global_rel_l2"], d["loss_einsum"], d["loss_fused"]))
+    assert set(d["grads_per_param"]) >= {"embed_tokens", "lm_head", "layers.0.self_attn.q_proj.kernel"}
+    assert pad["finite"] and all(v is True for v in pad["finite"].values()), pad["finite"]
+    assert {"fused_grads_loss_over_all_positions", "fused_logits_all_positions"} <= set(pad["finite"])
+    control = pad["control"]  # padding attended: must fall outside both tolerances, by a wide margin
+    assert control["discriminating"] is True
+    assert control["logits_max_abs_diff_over_rms"] > 4 * tol["logits_max_abs_diff_over_rms"]
+    assert control["grads_worst_param_rel_l2"] > 2 * tol["grads_worst_param_rel_l2"]
+    for run in ("einsum_bf16_vs_fp32", "fused_bf16_vs_fp32"):  # bf16 rounding: > 0, well inside the tolerances
+        floor = pad["noise_floor"][run]
+        assert 0 < floor["logits_max_abs_diff_over_rms"] < tol["logits_max_abs_diff_over_rms"], (run, floor)
+        assert 0 < floor["grads_worst_param_rel_l2"] < tol["grads_worst_param_rel_l2"], (run, floor)
     assert r["reference_logprobs"]["logps_finite"]
     s = r["jax_sampler"]
     assert s["completions"] == s["completions_expected"] == 72 and s["tokens"] == 72 * s["new_tokens"]
@@ -108,6 +135,9 @@ def test_smoke_markdown_names_every_stage(smoke):
     assert text.startswith("## GPU check") and "Smoke run" in text and "All 8 stages succeeded." in text
     for entry in report["stages"].values():
         assert f"| {entry['number']} | {entry['title']} | ok |" in text
+    assert "padded rows, fused (xla) vs einsum, bf16: passed" in text
+    assert "Padded rows, fused attention (xla) vs einsum" in text and "**Passed.**" in text
+    assert "| logits: max abs diff at real positions / their RMS" in text and "| 0.25 |" in text
 
 
 def test_out_of_time_stages_are_recorded_not_run(tmp_path):
@@ -166,3 +196,37 @@ def test_fused_attention_that_fails_to_compile_falls_back_to_einsum(tmp_path):
     rec.update(attention="fused")
     with pytest.raises(RuntimeError):  # asked for fused explicitly: no silent fallback
         gpu_check._compile_or_fall_back(rec, argparse.Namespace(attention="fused"), graphdef, params, compile_for)
+
+
+def test_padded_rows_batch_layout():
+    """[left pad | prompt | completion | right pad] rows; loss weights on real positions whose next token
+    is real; the GPU and smoke rows cover full, left-only, right-only, both, and padding-only rows."""
+    import numpy as np
+
+    gpu_check = load_gpu_check()
+    rows = [(3, 4), (5, 6), (0, 0), (1, 0)]
+    ids, mask, weights = gpu_check._padded_rows_batch(rows, 5, 6, vocab=50)
+    assert ids.shape == mask.shape == weights.shape == (4, 11) and ids.dtype == mask.dtype == np.int32
+    assert mask[0].tolist() == [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0] and mask[1].all() and not mask[2].any()
+    assert mask[3].tolist() == [0, 0, 0, 0, 1] + [0] * 6
+    assert ((ids > 0) == (mask > 0)).all()
+    assert (weights[0] > 0).tolist() == [0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert (weights[1, :-1] > 0).all() and weights[1, -1] == 0 and not weights[2:].any()
+    assert ((weights == 0) | ((weights >= 0.5) & (weights <= 1.5))).all()
+    for rows, (p_width, c_width) in ((gpu_check.PADDED_ROWS, (128, 384)), (gpu_check.PADDED_ROWS_SMOKE, (8, 12))):
+        assert (0, 0) in rows and (p_width, c_width) in rows
+        assert any(0 < p < p_width and c == c_width for p, c in rows)  # left padding only
+        assert any(p == p_width and 0 < c < c_width for p, c in rows)  # right padding only
+        assert any(0 < p < p_width and 0 < c < c_width for p, c in rows)  # both
+        assert all(0 <= p <= p_width and 0 <= c <= c_width for p, c in rows)
+    sizes = gpu_check.sizes(False)["padded"]
+    assert (sizes["prompt"], sizes["completion"], sizes["rows"]) == (128, 384, gpu_check.PADDED_ROWS)
+
+
+def test_markdown_reports_a_failed_padded_check():
+    gpu_check = load_gpu_check()
+    results = {"padded": {"passed": False, "error": "XlaRuntimeError: cuDNN | refused"}}
+    text = gpu_check.render_markdown({"stages": {"attention_layer": {"number": 6, "title": "t", "status": "failed",
+                                                                     "seconds": 1.0, "error": "x", "results": results}}})
+    assert "padded rows **FAILED** (XlaRuntimeError: cuDNN \\| refused)" in text
+    assert "Padded rows, fused vs einsum: **FAILED**: XlaRuntimeError" in text

@@ -1,5 +1,6 @@
 """Grading: math-verify configs, the deadline-bounded pool, benchmark scoring."""
 
+import ctypes
 import itertools
 import math
 import multiprocessing
@@ -19,6 +20,7 @@ from jgrpo.grading import (
     GraderPool,
     GradingOptions,
     Verdict,
+    count_verdicts,
     normalize_gold,
     open_rs_verdict,
 )
@@ -156,9 +158,12 @@ def test_pool_timeouts_errors_and_dead_workers():
         assert outcomes[0].value == (3, 1)
         assert outcomes[1].status == "error" and "ZeroDivisionError" in outcomes[1].error
         outcomes = pool.map(os._exit, [(3,)])
-        assert outcomes[0].status == "error"
+        assert outcomes[0].status == "crashed" and "exit code 3" in outcomes[0].error
+        outcomes = pool.map(ctypes.string_at, [(0,), (b"ok", 2)])  # a real segfault: reading address 0
+        assert [o.status for o in outcomes] == ["crashed", "ok"]
+        assert f"exit code {-signal.SIGSEGV}" in outcomes[0].error
         assert [o.value for o in pool.map(abs, [(-1,), (-2,), (-3,)])] == [1, 2, 3]
-        assert pool.workers_replaced == 2
+        assert pool.workers_replaced == 3
 
 
 def test_pool_reports_a_worker_that_cannot_start():
@@ -245,3 +250,13 @@ def test_pass_at_k_rejects_bad_arguments():
 
 def test_avg_at_k_is_mean_of_per_problem_means():
     assert avg_at_k([[True, False, False, False], [True, True, True, True]]) == (0.25 + 1.0) / 2
+
+
+def test_a_crashed_worker_is_counted_as_such_and_the_rest_graded():
+    """Through the Grader that the rewards use: a completion whose grading kills its worker is a
+    CRASHED verdict (rewards/grader_crashes), the others are graded, the worker is replaced."""
+    with Grader(GradingOptions(num_workers=1, deadline_s=30)) as grader:
+        verdicts = grader._run(ctypes.string_at, [(0,)])
+        assert verdicts == [Verdict.CRASHED]
+        assert grader.grade_open_rs(["$\\boxed{5}$"], ["$5$"]) == [Verdict.CORRECT]
+        assert count_verdicts(verdicts)["crashed"] == 1

@@ -161,3 +161,27 @@ def test_train_state_round_trips_through_orbax_onto_another_mesh(checkpoint, tmp
     assert restored.params["lm_head"][...].sharding.spec == PartitionSpec("fsdp", "tp")
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_non_finite_loss_leaves_the_state_as_it_was(checkpoint):
+    """A NaN advantage makes the loss and every gradient NaN: the update is skipped (the state
+    stays bit for bit the last good one, the schedule does not advance) and says so; the next
+    finite batch is applied."""
+    folder, _ = checkpoint
+    mesh = make_mesh(devices=jax.devices()[:1])
+    opt_cfg = OptimizerConfig(learning_rate=1e-3, total_steps=4, warmup_steps=0)
+    graphdef, state = init_train_state(load_hf_model(folder, mesh=mesh), opt_cfg, mesh)
+    step = make_train_step(graphdef, state, LossConfig(beta=0.0, num_generations=G, micro_batch_size=G),
+                           opt_cfg, mesh)
+    t = torch_batch(seed=3)
+    good = jax_batch(t)
+    bad = good.replace(advantages=good.advantages.at[1].set(jnp.nan))
+    before = jax.tree.map(np.asarray, state)
+    state, metrics = step(state, bad)
+    assert float(metrics["update_skipped"]) == 1.0 and not np.isfinite(float(metrics["loss"]))
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.tree.map(np.asarray, state))):
+        np.testing.assert_array_equal(a, b)
+    state, metrics = step(state, good)
+    assert float(metrics["update_skipped"]) == 0.0 and int(state.step) == 1
+    after = jax.tree.leaves(jax.tree.map(np.asarray, state.params))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before.params), after))

@@ -41,6 +41,7 @@ class BenchmarkScore:
     correct: list[list[bool]]
     grader_timeouts: int
     grader_errors: int
+    grader_crashes: int
 
 
 def score_benchmark(
@@ -78,4 +79,5 @@ def score_benchmark(
         correct=correct,
         grader_timeouts=counts[Verdict.TIMEOUT],
         grader_errors=counts[Verdict.ERROR],
+        grader_crashes=counts[Verdict.CRASHED],
     )

@@ -68,7 +68,8 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
     """The update for states shaped and sharded like `state` (real or abstract):
     step(state, batch) -> (state, metrics), one jitted program compiled once per batch shape, the
     state donated. It loops over the micro-batches summing fp32 gradients sharded like the parameters,
-    then clips and steps AdamW. Metrics are replicated fp32 scalars under TRL's names."""
+    then clips and steps AdamW, unless the loss or the gradient is not finite (metric
+    update_skipped 1). Metrics are replicated fp32 scalars under TRL's names."""
     tx = make_optimizer(opt_cfg)
     schedule = make_schedule(opt_cfg)
     aggregation = AGGREGATIONS[loss_cfg.loss_type]
@@ -117,12 +118,20 @@ def make_train_step(graphdef, state: TrainState, loss_cfg: LossConfig, opt_cfg: 
         grads, loss, sums = jax.lax.fori_loop(0, count, add_micro_batch, zeros)
         return grads, {"loss": loss, **token_means(sums), **batch_metrics(batch, loss_cfg.num_generations)}
 
+    def apply(state: TrainState, grads) -> TrainState:
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+
     def step(state: TrainState, batch: RolloutBatch):
         grads, metrics = accumulate(state.params, batch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        grad_norm = optax.tree.norm(grads)
+        # A non-finite loss or gradient is never applied: the state stays the last good one (a cond,
+        # not a select, so the donated state is updated in place or passed through, never copied).
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        new_state = jax.lax.cond(finite, apply, lambda state, _: state, state, grads)
+        metrics = {**metrics, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+                   "update_skipped": 1.0 - finite.astype(jnp.float32)}
+        return new_state, metrics
 
     return jax.jit(step, in_shardings=(shardings, rows_sharding(mesh)), out_shardings=(shardings, replicated),
                    donate_argnums=0)

@@ -46,6 +46,7 @@ def verdict_metrics(verdicts: Sequence[Verdict]) -> dict[str, float]:
         "gold_unparseable": counts[Verdict.GOLD_UNPARSEABLE],
         "grader_timeouts": counts[Verdict.TIMEOUT],
         "grader_errors": counts[Verdict.ERROR],
+        "grader_crashes": counts[Verdict.CRASHED],
     }
 
 

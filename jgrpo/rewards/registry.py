@@ -31,6 +31,8 @@ class RewardOptions:
     grading: GradingOptions = field(default_factory=GradingOptions)
 
 
+GRADER_FAULTS = ("grader_timeouts", "grader_errors", "grader_crashes")  # also summed over functions
+
 _Factory = Callable[[RewardOptions, Callable[[], Grader]], RewardFunc]
 
 _BUILTINS: dict[str, _Factory] = {
@@ -52,7 +54,7 @@ class RewardOutput:
     ``per_function``: unweighted rewards, NaN where a function returned ``None``;
     ``metrics``: ``rewards/<name>/mean`` and ``/std``, the functions' counters as
     ``rewards/<name>/<counter>``, ``rewards/total/mean`` and ``/std``, and
-    ``rewards/grader_timeouts`` / ``rewards/grader_errors`` summed over functions."""
+    ``rewards/grader_timeouts`` / ``grader_errors`` / ``grader_crashes`` summed over functions."""
 
     total: np.ndarray
     per_function: dict[str, np.ndarray]
@@ -82,18 +84,20 @@ class RewardFn:
         completions = list(completions)
         n = len(completions)
         per_function: dict[str, np.ndarray] = {}
-        metrics: dict[str, float] = {"rewards/grader_timeouts": 0.0, "rewards/grader_errors": 0.0}
+        metrics: dict[str, float] = {f"rewards/{key}": 0.0 for key in GRADER_FAULTS}
         total = np.zeros(n)
         for name, fn in self.functions.items():
             scores = fn(completions, **columns)
             values = _as_array(name, scores, n)
             per_function[name] = values
-            total += self.weights[name] * np.nan_to_num(values, nan=0.0)
+            # None (NaN) abstains and counts 0, as TRL's nansum; an infinite reward stays infinite,
+            # so the update it would poison is skipped (jgrpo.grpo.train_step).
+            total += self.weights[name] * np.nan_to_num(values, nan=0.0, posinf=np.inf, neginf=-np.inf)
             metrics[f"rewards/{name}/mean"] = _nan_stat(np.nanmean, values)
             metrics[f"rewards/{name}/std"] = _nan_stat(np.nanstd, values)
             for key, count in getattr(scores, "metrics", {}).items():
                 metrics[f"rewards/{name}/{key}"] = float(count)
-                if key in ("grader_timeouts", "grader_errors"):
+                if key in GRADER_FAULTS:
                     metrics[f"rewards/{key}"] += float(count)
         metrics["rewards/total/mean"] = float(total.mean()) if n else math.nan
         metrics["rewards/total/std"] = float(total.std()) if n else math.nan

@@ -17,14 +17,13 @@ completion. vLLM's min_tokens also suppresses the config's EOS id when it is not
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from jgrpo.console import output_to
 from jgrpo.devices import DEFAULT_VLLM_GPU_MEMORY_UTILIZATION
 from jgrpo.model import Qwen2Config, Qwen2ForCausalLM, parse_dtype
 from jgrpo.sampling.base import (WEIGHT_SYNC_MODES, Completion, LogprobsMode, SamplingParams, WeightSync,
@@ -39,31 +38,6 @@ _WEIGHTS_FILE = "model.safetensors"
 # unless that much is free; instead its KV cache is sized for this many full-length sequences.
 CPU_KV_CACHE_SEQUENCES = 16
 CPU_KV_CACHE_MIN_BYTES = 64 * 2**20  # so a tiny model's whole batch still runs at once
-
-
-@contextlib.contextmanager
-def _output_to(log_file: Path | None):
-    """While vLLM starts, reloads or generates, sends everything this process prints (Python's and
-    C++'s alike: vLLM's INFO lines, its per-reload warnings, load bars) to log_file; None changes
-    nothing."""
-    if log_file is None:
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_file, "a") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 def kv_cache_bytes_per_token(cfg: Qwen2Config, dtype) -> int:
@@ -122,7 +96,7 @@ class VllmEngine:
             raise ValueError("sync_via='folder' needs a sync_dir to write the weights to")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.log_file = None if log_file is None else Path(log_file)
-        with _output_to(self.log_file):
+        with output_to(self.log_file):
             import vllm
             from vllm.platforms import current_platform
 
@@ -143,7 +117,7 @@ class VllmEngine:
                 per_token = kv_cache_bytes_per_token(Qwen2Config.from_json_file(model_path), self.dtype)
                 memory = {"kv_cache_memory_bytes": max(per_token * max_model_len * CPU_KV_CACHE_SEQUENCES,
                                                        CPU_KV_CACHE_MIN_BYTES)}
-        with _output_to(self.log_file):
+        with output_to(self.log_file):
             self.llm = vllm.LLM(str(model_path), dtype=self.dtype.name, max_model_len=max_model_len,
                                 enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager,
                                 logprobs_mode=_VLLM_LOGPROBS_MODE[logprobs_mode], skip_tokenizer_init=True,
@@ -171,7 +145,7 @@ class VllmEngine:
         blocks hold keys and values computed with the old weights."""
         via = via or self.sync_via
         start = time.perf_counter()
-        with _output_to(self.log_file):
+        with output_to(self.log_file):
             moved = self._reload(model, via)
             self.llm.reset_prefix_cache()
         return WeightSync(time.perf_counter() - start, moved)
@@ -206,7 +180,7 @@ class VllmEngine:
         requests = [{"prompt_token_ids": [int(t) for t in p]} for p in prompts for _ in range(params.n)]
         request_params = [self._request_params(params, row) for row in range(len(requests))]
         self.calls += 1
-        with _output_to(self.log_file):
+        with output_to(self.log_file):
             outputs = self.llm.generate(requests, request_params, use_tqdm=False)
         samples = [out.outputs[0] for out in outputs]
         token_ids = [np.asarray(s.token_ids, np.int32) for s in samples]
