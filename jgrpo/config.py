@@ -384,7 +384,8 @@ def build(cls, values: dict[str, Any], prefix: str = "", derived_ok: bool = Fals
         if full in DERIVED and not derived_ok:
             raise ConfigError(f"config key {full} is not settable: it follows {DERIVED[full]}")
         if key not in names:
-            raise ConfigError(f"unknown config key {full!r}: {unknown_key_hint(full, all_keys(RunConfig()))}")
+            settable = [k for k in all_keys(RunConfig()) if k not in DERIVED]
+            raise ConfigError(f"unknown config key {full!r}: {unknown_key_hint(full, settable)}")
         kwargs[key] = _coerce(value, hints[key], full, derived_ok)
     try:
         return cls(**kwargs)

@@ -34,6 +34,7 @@ def test_trl_names_point_at_real_keys_and_comments_are_read():
     (["--train.max_step", "3"], "did you mean --train.max_steps"),
     (["--optim.learnig_rate", "1e-5"], "did you mean --optim.learning_rate?"),
     (["--learning_rate", "1e-5"], "did you mean --optim.learning_rate?"),
+    (["--num_generations", "4"], "did you mean --rollout.num_generations?"),  # not loss.'s: derived from it
     (["--model_name_or_path", "x"], "TRL's model_name_or_path is --model.path here"),
     (["--optim.learning_rate", "-1"], "learning_rate must be >= 0"),
     (["--rollout.temperature", "0"], "temperature must be > 0"),
