@@ -523,7 +523,13 @@ class Trainer:
                 self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
             # A failing save makes Orbax's writer threads print pages of tracebacks: into the log.
             with output_to(self.run_dir / "checkpoint.log"):
-                self.checkpoints.save(step, self.state, meta, write_manifest=self.is_main)
+                try:
+                    self.checkpoints.save(step, self.state, meta, write_manifest=self.is_main)
+                except Exception:
+                    # Orbax's failed writes leave asyncio futures whose errors asyncio logs when they
+                    # are collected, at exit, after the run's own one line: the line says it all.
+                    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+                    raise
         except Exception as e:  # a full disk, a folder gone: Orbax's own errors wrap the OSError
             raise RunFault(f"saving checkpoint {step} failed: {os_reason(e)}") from None
         if self.cfg.train.export_hf == "every":

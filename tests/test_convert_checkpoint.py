@@ -104,7 +104,7 @@ def test_training_writes_its_tokenizer_once_and_a_card_with_the_final_export(run
     saved = run / "checkpoints" / "tokenizer"
     assert sorted(p.name for p in saved.iterdir()) == sorted(
         p.name for p in (run / "initial_model").iterdir() if p.suffix != ".safetensors" and p.name != "config.json")
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["2", "3", "tokenizer"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["2", "3", "manifests", "tokenizer"]
     text = (run / "hf" / "final" / "README.md").read_text()
     assert "| Steps | 3 of 3 |" in text and f"| Final reward | {metrics_at(run, 3)['reward']:.4f} at step 3 " in text
     tokenizer = transformers.AutoTokenizer.from_pretrained(run / "hf" / "final")
