@@ -212,7 +212,10 @@ def _base_model(config: dict | None) -> tuple[str, str | None]:
     return (f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"`{path}`"), hub_id
 
 
-def model_card(*, step: int | None, config: dict | None = None, recipe: str | None = None,
+_FAMILY_NAMES = {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama"}
+
+
+def model_card(*, step: int | None, model_type: str, config: dict | None = None, recipe: str | None = None,
                run_dir: str | Path | None = None, tokenizer: bool = True, source: str | None = None):
     """A huggingface_hub ModelCard for a Hugging Face export of a jgrpo checkpoint."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -220,7 +223,7 @@ def model_card(*, step: int | None, config: dict | None = None, recipe: str | No
     base_text, hub_id = _base_model(config)
     summary = _reward_summary(Path(run_dir) if run_dir is not None else None, step)
     data = ModelCardData(library_name="transformers", pipeline_tag="text-generation",
-                         tags=["jgrpo", "grpo", "qwen2", "jax"], base_model=hub_id)
+                         tags=["jgrpo", "grpo", model_type, "jax"], base_model=hub_id)
     max_steps = (config or {}).get("train", {}).get("max_steps")
     rows = [("Base model", base_text),
             ("Recipe", f"`{recipe}`" if recipe else "not recorded"),
@@ -237,7 +240,7 @@ def model_card(*, step: int | None, config: dict | None = None, recipe: str | No
     if source:
         rows.append(("Converted from", f"`{source}`"))
     table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
-    title = f"GRPO checkpoint, step {step}" if step is not None else "Qwen2 checkpoint"
+    title = f"GRPO checkpoint, step {step}" if step is not None else f"{_FAMILY_NAMES[model_type]} checkpoint"
     body = [f"# {title}", "",
             "Trained with GRPO by jgrpo (JAX/Flax; the open-rs recipe, arXiv:2503.16219) and exported to "
             "Hugging Face safetensors; transformers and vLLM load this folder as is.", "", table, ""]

@@ -61,7 +61,7 @@ class TinyModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    # a Hugging Face Qwen2 folder, or a Hub id (org/name[@revision], through the HF cache); null:
+    # a Hugging Face Qwen2/Qwen3/Llama folder, or a Hub id (org/name[@revision], through the HF cache); null:
     # build `tiny` into the run folder
     path: str | None = None
     param_dtype: str = "float32"  # the trained (master) weights

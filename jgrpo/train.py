@@ -53,7 +53,7 @@ GRPO training. With no arguments: the CPU default (conf/tiny.yaml), a tiny Qwen2
 single-digit addition from rewards. The paper's recipes: --config open_rs3 (or a path to a YAML file).
 
   --config FILE   a YAML config, or a bundled recipe's name: tiny (default), open_rs1, open_rs2, open_rs3,
-                  open_rs3_1gpu
+                  open_rs3_1gpu, grpo_math
   --resume        continue the run in train.output_dir from its newest checkpoint
   --section.key VALUE (or --section.key=VALUE) overrides one key; lists as a,b or [a, b]; null for none
 
@@ -540,7 +540,8 @@ class Trainer:
         params = jax.tree.map(to_host, nnx.to_pure_dict(nnx.state(self.model, nnx.Param)))
         if self.is_main:
             tokenizer = self.checkpoints.save_tokenizer(self.cfg.data.tokenizer or self.model_path, self.tokenizer)
-            card = model_card(step=step, config=self.cfg.to_dict(), run_dir=self.run_dir, recipe=self.recipe)
+            card = model_card(step=step, model_type=self.model_cfg.model_type, config=self.cfg.to_dict(),
+                              run_dir=self.run_dir, recipe=self.recipe)
             export_hf(params, self.model_cfg, dst, tokenizer=tokenizer, overwrite=True, model_card=card)
 
     def run(self) -> int:

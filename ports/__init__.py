@@ -1,8 +1,8 @@
 """Framework bridges: Hugging Face safetensors <-> Flax parameters <-> Orbax checkpoints.
 
 safetensors_file  the file format, read and written one tensor at a time
-qwen2_names       the one place that knows Hugging Face Qwen2 tensor names
-params            a Qwen2 model's parameters as a plain nested dict (abstract, sharded, merged)
+qwen2_names       the one place that knows Hugging Face tensor names (Qwen2, Qwen3, Llama: one map)
+params            a model's parameters as a plain nested dict (abstract, sharded, merged)
 hf_load           HF folder -> Flax parameters / model
 hf_tensors        Flax parameters -> (HF name, device or host array) pairs (vLLM weight sync, export)
 hf_export         Flax parameters -> HF folder

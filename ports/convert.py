@@ -1,4 +1,4 @@
-"""`python -m ports.convert`: Hugging Face Qwen2 folder <-> Orbax parameter checkpoint.
+"""`python -m ports.convert`: Hugging Face folder (Qwen2, Qwen3 or Llama) <-> Orbax parameter checkpoint.
 
     python -m ports.convert hf-to-orbax SRC DST [--dtype bfloat16|float32] [--overwrite]
     python -m ports.convert orbax-to-hf SRC DST [--tokenizer DIR | --no-tokenizer] [--dtype bfloat16|float32]
@@ -51,7 +51,8 @@ def _size(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m ports.convert", description="Convert between a Hugging Face Qwen2 folder and an Orbax parameter checkpoint.")
+    parser = _Parser(prog="python -m ports.convert", description="Convert between a Hugging Face folder (Qwen2, Qwen3 or Llama) and an Orbax "
+                                                                    "parameter checkpoint.")
     commands = parser.add_subparsers(dest="command", required=True)
     to_orbax = commands.add_parser("hf-to-orbax", help="HF folder -> Orbax parameter checkpoint")
     to_hf = commands.add_parser("orbax-to-hf", help="Orbax parameter checkpoint -> HF folder")
@@ -119,10 +120,10 @@ def _orbax_to_hf(args, bar, progress) -> str:
             raise CheckpointError(f"checkpoint {src} is damaged: {why}")
     meta = read_meta(args.src)
     tokenizer = _tokenizer_for(args, meta)  # before anything is written: refusing must leave nothing
-    card = model_card(step=meta.get("step"), config=meta.get("config"), recipe=meta.get("recipe"),
-                      run_dir=run_dir_of(args.src, meta), tokenizer=tokenizer is not None,
-                      source=str(Path(args.src).absolute()))
     cfg, params = restore_params(args.src)
+    card = model_card(step=meta.get("step"), model_type=cfg.model_type, config=meta.get("config"),
+                      recipe=meta.get("recipe"), run_dir=run_dir_of(args.src, meta), tokenizer=tokenizer is not None,
+                      source=str(Path(args.src).absolute()))
     bar.total = _n_tensors(cfg)
     export_hf(params, cfg, args.dst, dtype=_dtype(args), max_shard_size=args.max_shard_size,
               tokenizer=tokenizer, overwrite=args.overwrite, progress=progress, model_card=card)

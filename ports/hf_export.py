@@ -1,9 +1,11 @@
-"""Flax parameters -> a Hugging Face Qwen2 folder that transformers and vLLM load as is.
+"""Flax parameters -> a Hugging Face folder (Qwen2, Qwen3 or Llama) that transformers and vLLM load
+as is.
 
-config.json (from the Qwen2Config, with the weights' dtype), generation_config.json, the weights
-as one model.safetensors or as shards of at most `max_shard_size` with model.safetensors.index.json,
-the tokenizer files when a tokenizer folder is given, and a model card (README.md) when one is given.
-Tensors stream from device to file one at a time; the folder appears at `dst` only once complete.
+config.json (the family's own, from the Qwen2Config, with the weights' dtype), generation_config.json,
+the weights as one model.safetensors or as shards of at most `max_shard_size` with
+model.safetensors.index.json, the tokenizer files when a tokenizer folder is given, and a model card
+(README.md) when one is given. Tensors stream from device to file one at a time; the folder appears
+at `dst` only once complete.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hugging Face Qwen2 folder (single model.safetensors, or shards listed in
+"""Hugging Face folder of a supported family (Qwen2, Qwen3, Llama; single model.safetensors, or shards listed in
 model.safetensors.index.json) -> Flax parameters, tensor by tensor, each placed straight into its
 target sharding: host memory peaks at about one tensor beyond what is already placed.
 
@@ -73,7 +73,8 @@ def load_hf_params(folder: str | Path, *, dtype=None, mesh=None,
     expected = {name for (name, _), _ in plan}
     unknown = sorted(set(tensors) - expected)
     if unknown:
-        raise CheckpointError(f"{tensors[unknown[0]][0]}: unexpected tensor {unknown[0]!r} (not part of this Qwen2 config)")
+        raise CheckpointError(f"{tensors[unknown[0]][0]}: unexpected tensor {unknown[0]!r} "
+                              f"(not part of this {cfg.model_type} config)")
     missing = sorted(expected - set(tensors))
     if missing:
         raise CheckpointError(f"{folder}: missing tensor {missing[0]!r}")
@@ -106,7 +107,7 @@ def load_hf_params(folder: str | Path, *, dtype=None, mesh=None,
 
 def load_hf_model(folder: str | Path, *, policy: DtypePolicy = DtypePolicy(), mesh=None,
                   remat: bool = False, attention: str = "auto") -> Qwen2ForCausalLM:
-    """A HF Qwen2 folder as a model whose parameters are in `policy.param_dtype`, sharded on `mesh`
+    """A HF folder (Qwen2, Qwen3 or Llama) as a model whose parameters are in `policy.param_dtype`, sharded on `mesh`
     (default: one device). attention: "auto" | "einsum" | "fused" (`jgrpo.model.attention`)."""
     cfg, params = load_hf_params(folder, dtype=np.dtype(policy.param_dtype), mesh=mesh)
     return model_from_params(cfg, params, policy=policy, remat=remat, attention=attention)

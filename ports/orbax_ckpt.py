@@ -4,7 +4,7 @@ mesh or sharding.
 A checkpoint is an Orbax Composite: one StandardSave item per named tree ("params", "opt_state",
 ...) and a JSON item "meta". `save_args` / `restore_args` / `handler_registry` plug into a
 CheckpointManager (the trainer); `save` / `restore` do the same for one standalone folder (tools,
-conversion). `save_params` / `restore_params` are the Qwen2 case: item "params" plus the HF config
+conversion). `save_params` / `restore_params` are the model's case: item "params" plus the HF config
 in meta["hf_config"], so a checkpoint can be turned back into a HF folder on its own.
 `restore_params` also reads the parameters out of a training checkpoint (jgrpo.checkpoint: item
 "state", a TrainState whose "params" subtree it restores alone, leaving the optimizer state on disk).
@@ -136,7 +136,7 @@ def restore(path: str | Path, targets: Mapping[str, Any]) -> tuple[dict[str, Any
 
 def save_params(path: str | Path, model_or_params, cfg: Qwen2Config, *, meta: dict | None = None,
                 overwrite: bool = False) -> None:
-    """A Qwen2 parameter checkpoint: item "params", and the HF config in meta["hf_config"]."""
+    """A model parameter checkpoint: item "params", and the HF config in meta["hf_config"]."""
     params = param_tree(model_or_params)
     check_params(params, cfg)
     hf_config = cfg.to_hf_dict(torch_dtype=tree_dtype(params).name)
@@ -144,7 +144,7 @@ def save_params(path: str | Path, model_or_params, cfg: Qwen2Config, *, meta: di
 
 
 def params_location(path: str | Path) -> tuple[str, str]:
-    """(item, prefix): where a checkpoint keeps the Qwen2 parameters. A parameter checkpoint has
+    """(item, prefix): where a checkpoint keeps the model's parameters. A parameter checkpoint has
     them as item "params" (prefix ""); a training checkpoint as the "params" subtree of a tree item
     (jgrpo.checkpoint's "state", prefix "params.")."""
     path = _existing(path)
@@ -183,7 +183,7 @@ def _partial_target(path: Path, item: str, prefix: str, wanted: dict) -> tuple[d
     extra = sorted(k for k in stored if k.startswith(prefix)
                    and (k[: -len(".value")] if k.endswith(".value") else k) not in ours)
     if extra:
-        raise CheckpointError(f"{path / item}: the checkpoint has {extra[0]!r}, which this Qwen2 config lacks")
+        raise CheckpointError(f"{path / item}: the checkpoint has {extra[0]!r}, which this model's config lacks")
     return target, back
 
 

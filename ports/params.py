@@ -1,4 +1,4 @@
-"""A Qwen2 model's parameters as a plain nested dict: {"embed_tokens": x, "layers": {0: {"mlp": ...}}}.
+"""A model's parameters as a plain nested dict: {"embed_tokens": x, "layers": {0: {"mlp": ...}}}.
 
 The bridges read, write and checkpoint this form rather than nnx's State classes, so a checkpoint
 does not depend on how nnx spells its containers; `model_from_params` turns it back into a model.
@@ -45,13 +45,13 @@ def check_params(tree, cfg: Qwen2Config) -> None:
     given = dict(flat_params(tree)[0])
     for path, x in given.items():
         if path not in expected:
-            raise CheckpointError(f"parameter {'.'.join(map(str, path))!r} is not part of this Qwen2 config")
+            raise CheckpointError(f"parameter {'.'.join(map(str, path))!r} is not part of this {cfg.model_type} config")
         if tuple(x.shape) != expected[path].shape:
             raise CheckpointError(f"tensor {hf_name(path)[0]!r} has shape {list(x.shape)} (Flax layout), "
                                   f"the config implies {list(expected[path].shape)}")
     missing = sorted(hf_name(p)[0] for p in set(expected) - set(given))
     if missing:
-        raise CheckpointError(f"missing tensor {missing[0]!r} for this Qwen2 config")
+        raise CheckpointError(f"missing tensor {missing[0]!r} for this {cfg.model_type} config")
 
 
 def _abstract_model(cfg: Qwen2Config, policy: DtypePolicy, remat: bool = False, attention: str = "auto"):

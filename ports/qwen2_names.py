@@ -1,4 +1,10 @@
-"""The one place that knows Hugging Face Qwen2 tensor names.
+"""The one place that knows Hugging Face tensor names, for every supported family.
+
+Qwen2, Qwen3 and Llama share one module tree (model.embed_tokens, model.layers.N.self_attn /
+mlp / *_layernorm, model.norm, lm_head); a family only adds or drops leaves in it (qwen2's q/k/v
+biases, qwen3's self_attn.q_norm / k_norm), so one mapping serves all three and the config's
+abstract parameters say which names a checkpoint must hold. The module keeps the name of the
+first family it served.
 
 Flax parameter paths mirror the HF module tree; the differences are leaf names and layout:
 linear kernels are stored [in, out] here and [out, in] by torch, and the LM head [embed, vocab].
@@ -9,7 +15,7 @@ from __future__ import annotations
 import re
 
 _LAYER_LEAF = re.compile(
-    r"model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj|input_layernorm|"
+    r"model\.layers\.(\d+)\.(self_attn\.(?:[qkvo]_proj|[qk]_norm)|mlp\.(?:gate|up|down)_proj|input_layernorm|"
     r"post_attention_layernorm)\.(weight|bias)$"
 )
 
@@ -31,7 +37,7 @@ def hf_name(path: tuple) -> tuple[str, bool]:
 
 
 def flax_path(name: str) -> tuple[tuple, bool]:
-    """HF tensor name -> (Flax state path, transposed). KeyError for a name Qwen2 does not have."""
+    """HF tensor name -> (Flax state path, transposed). KeyError for a name no supported family has."""
     if name == "model.embed_tokens.weight":
         return ("embed_tokens",), False
     if name == "lm_head.weight":
@@ -40,10 +46,10 @@ def flax_path(name: str) -> tuple[tuple, bool]:
         return ("norm", "scale"), False
     m = _LAYER_LEAF.match(name)
     if not m:
-        raise KeyError(f"unknown tensor {name!r} for a Qwen2 model")
+        raise KeyError(f"unknown tensor {name!r} for a Qwen2/Qwen3/Llama model")
     layer, module, leaf = int(m.group(1)), m.group(2).split("."), m.group(3)
     if leaf == "bias":
         return ("layers", layer, *module, "bias"), False
-    if module[-1].endswith("layernorm"):
+    if module[-1].endswith("norm"):
         return ("layers", layer, *module, "scale"), False
     return ("layers", layer, *module, "kernel"), True

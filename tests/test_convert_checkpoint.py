@@ -174,10 +174,11 @@ def test_model_card_names_a_hub_base_model_and_what_it_does_not_know(tmp_path):
     from jgrpo.checkpoint import model_card
 
     snapshot = "/cache/huggingface/hub/models--deepseek-ai--DeepSeek-R1-Distill-Qwen-1.5B/snapshots/ad9f0ae0/"
-    card = model_card(step=500, config={"model": {"path": snapshot}, "train": {"max_steps": 500}},
+    card = model_card(step=500, model_type="qwen2", config={"model": {"path": snapshot}, "train": {"max_steps": 500}},
                       recipe="open_rs3", run_dir=tmp_path)  # a run folder without metrics.jsonl
-    assert card.data.base_model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert card.data.base_model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" and "qwen2" in card.data.tags
     for row in ("| Recipe | `open_rs3` |", "| Steps | 500 of 500 |", "| Final reward | not recorded |"):
         assert row in card.text, row
-    card = model_card(step=None)  # a parameter checkpoint: no run to describe
+    card = model_card(step=None, model_type="llama")  # a parameter checkpoint: no run to describe
     assert card.data.base_model is None and "| Base model | unknown" in card.text
+    assert "# Llama checkpoint" in card.text and "llama" in card.data.tags

@@ -1,4 +1,4 @@
-"""Qwen2 in Flax NNX against transformers' Qwen2ForCausalLM (torch, CPU)."""
+"""The decoder in Flax NNX against transformers' Qwen2ForCausalLM (torch, CPU); the other families: test_families."""
 
 import json
 from pathlib import Path
@@ -165,7 +165,8 @@ def test_real_config_parameter_count_and_sharded_build():
 @pytest.mark.parametrize("edit, field", [
     (lambda d: d.pop("num_key_value_heads"), "num_key_value_heads"),
     (lambda d: d.update(use_sliding_window=True), "use_sliding_window"),
-    (lambda d: d.update(model_type="llama"), "model_type"),
+    (lambda d: d.update(model_type="mistral"), "model_type"),
+    (lambda d: d.update(model_type="llama"), "architectures"),  # a supported type, but not these weights
     (lambda d: d.update(hidden_act="gelu"), "hidden_act"),
 ])
 def test_bad_config_names_the_field(edit, field):

@@ -122,3 +122,23 @@ def test_error_exit_status_and_stderr_of_the_process(hf_folder, tmp_path):
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"error: no Orbax checkpoint with a 'meta' item at {hf_folder}\n"
     assert not (tmp_path / "missing_dst").exists()
+
+
+@pytest.mark.parametrize("family", ["qwen3_tied", "llama3_untied"])
+def test_round_trip_of_the_other_families(family, tmp_path):
+    """Qwen3 (q/k norms, head_dim apart from hidden/heads) and Llama 3 (llama3 RoPE scaling) through
+    both commands: the weights bit for bit, config.json the family's own, read back as the same."""
+    from jgrpo.model import Qwen2Config
+    from tests.tiny_models import FAMILY_CONFIGS, make_hf_model
+
+    make_hf_model(tmp_path / "src", dtype=torch.bfloat16, **FAMILY_CONFIGS[family])
+    steps = [("hf-to-orbax", "src", "orbax"), ("orbax-to-hf", "orbax", "hf", "--no-tokenizer")]
+    for command, src, dst, *extra in steps:
+        result = convert(command, tmp_path / src, tmp_path / dst, *extra)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert_same_tensors(read_all(tmp_path / "hf"), read_all(tmp_path / "src"))
+    written = json.loads((tmp_path / "hf" / "config.json").read_text())
+    source = json.loads((tmp_path / "src" / "config.json").read_text())
+    for key in ("architectures", "model_type", "head_dim", "tie_word_embeddings"):
+        assert written.get(key) == source.get(key), key
+    assert Qwen2Config.from_hf_dict(written) == Qwen2Config.from_hf_dict(source)

@@ -1,15 +1,19 @@
-"""Qwen2 decoder in Flax NNX.
+"""The decoder in Flax NNX: Qwen2 (Qwen2.5, Qwen2.5-Math, R1-Distill-Qwen), Qwen3 and Llama 3.x.
 
 Read top to bottom against the architecture: token embedding -> N x [RMSNorm -> grouped-query
 attention with rotary positions -> residual -> RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm ->
-LM head. Parameter names follow the Hugging Face module tree so the bridges in `ports/` stay
-a thin renaming.
+LM head. The families differ only in options of the config (`jgrpo.model.config`): biases on
+q/k/v (qwen2), a per-head RMSNorm on queries and keys (qwen3), head_dim set apart from
+hidden/heads, Llama 3's RoPE frequency scaling, and a tied LM head. Parameter names follow the
+Hugging Face module tree so the bridges in `ports/` stay a thin renaming.
 
 Every parameter carries `logical_axes` metadata; `jgrpo.model.sharding` maps those names to mesh
 axes in one table. The attention kernels themselves live in `jgrpo.model.attention`.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +24,7 @@ from jgrpo.model.attention import einsum_attention, fused_attention, resolve_att
 from jgrpo.model.config import DtypePolicy, Qwen2Config
 from jgrpo.model.kv_cache import KVCache
 
-_INIT_STD = 0.02  # transformers' Qwen2 initializer_range
+_INIT_STD = 0.02  # transformers' initializer_range for all three families
 
 
 def _param(rngs: nnx.Rngs | None, shape, dtype, logical_axes, init: str) -> nnx.Param:
@@ -62,10 +66,27 @@ class RMSNorm(nnx.Module):
         return normed.astype(cd) * self.scale[...].astype(cd)
 
 
-def rotary_embedding(x, positions, theta: float):
-    """Rotate-half RoPE (as in the Hugging Face Qwen2): x [b, t, heads, d], positions [b, t]."""
-    d = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+def rope_frequencies(cfg: Qwen2Config):
+    """The inverse frequencies [head_dim / 2] of the rotary embedding, in fp32 as transformers
+    computes them: theta^(-2i/d), then Llama 3's scaling when the config has one."""
+    d = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+    s = cfg.rope_scaling
+    if s is None:
+        return inv_freq
+    # "llama3": long wavelengths slowed down by `factor`, short ones kept, the band between blended.
+    context = s.original_max_position_embeddings
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > context / s.low_freq_factor, inv_freq / s.factor, inv_freq)
+    smooth = (context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor)
+    blended = (1 - smooth) * scaled / s.factor + smooth * scaled
+    medium = (wavelen >= context / s.high_freq_factor) & (wavelen <= context / s.low_freq_factor)
+    return jnp.where(medium, blended, scaled)
+
+
+def rotary_embedding(x, positions, inv_freq):
+    """Rotate-half RoPE (as in the Hugging Face models): x [b, t, heads, d], positions [b, t],
+    inv_freq [d / 2]."""
     angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, t, d/2]
     angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
     cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
@@ -75,16 +96,19 @@ def rotary_embedding(x, positions, theta: float):
 
 
 class Attention(nnx.Module):
-    """Grouped-query attention: q/k/v carry biases, the output projection does not."""
+    """Grouped-query attention. q/k/v carry biases when cfg.qkv_bias (qwen2), the output projection
+    never does; with cfg.qk_norm (qwen3) each query and key head is RMS-normed before RoPE."""
 
     def __init__(self, cfg: Qwen2Config, *, policy: DtypePolicy, rngs: nnx.Rngs):
         self.cfg = cfg
         self.policy = policy
         e, h, kv, d = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        self.q_proj = Linear(e, h * d, ("embed", "heads"), bias=True, policy=policy, rngs=rngs)
-        self.k_proj = Linear(e, kv * d, ("embed", "kv_heads"), bias=True, policy=policy, rngs=rngs)
-        self.v_proj = Linear(e, kv * d, ("embed", "kv_heads"), bias=True, policy=policy, rngs=rngs)
+        self.q_proj = Linear(e, h * d, ("embed", "heads"), bias=cfg.qkv_bias, policy=policy, rngs=rngs)
+        self.k_proj = Linear(e, kv * d, ("embed", "kv_heads"), bias=cfg.qkv_bias, policy=policy, rngs=rngs)
+        self.v_proj = Linear(e, kv * d, ("embed", "kv_heads"), bias=cfg.qkv_bias, policy=policy, rngs=rngs)
         self.o_proj = Linear(h * d, e, ("heads", "embed"), bias=False, policy=policy, rngs=rngs)
+        self.q_norm = RMSNorm(d, cfg.rms_norm_eps, policy=policy) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(d, cfg.rms_norm_eps, policy=policy) if cfg.qk_norm else None
 
     def __call__(self, x, positions, allowed, lengths, kv: tuple[jax.Array, jax.Array] | None, slot):
         """x [b, t, e]. Exactly one of allowed / lengths is given:
@@ -96,8 +120,11 @@ class Attention(nnx.Module):
         q = rearrange(self.q_proj(x), heads, d=cfg.head_dim)
         k = rearrange(self.k_proj(x), heads, d=cfg.head_dim)
         v = rearrange(self.v_proj(x), heads, d=cfg.head_dim)
-        q = rotary_embedding(q, positions, cfg.rope_theta)
-        k = rotary_embedding(k, positions, cfg.rope_theta)
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        inv_freq = rope_frequencies(cfg)
+        q = rotary_embedding(q, positions, inv_freq)
+        k = rotary_embedding(k, positions, inv_freq)
         if kv is not None:
             k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, slot, 0, 0))
             v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, slot, 0, 0))
@@ -140,8 +167,9 @@ class DecoderLayer(nnx.Module):
 
 
 class Qwen2ForCausalLM(nnx.Module):
-    """attention: "auto" | "einsum" | "fused" (see `jgrpo.model.attention`), resolved here once; the
-    fused kernel serves only the forward without a KV cache."""
+    """The decoder of every supported family (the class keeps the name of the first); cfg says which
+    options are on. attention: "auto" | "einsum" | "fused" (see `jgrpo.model.attention`), resolved
+    here once; the fused kernel serves only the forward without a KV cache."""
 
     def __init__(self, cfg: Qwen2Config, *, policy: DtypePolicy = DtypePolicy(), remat: bool = False,
                  attention: str = "auto", rngs: nnx.Rngs):

@@ -30,7 +30,7 @@ LOGICAL_AXIS_RULES: dict[str, str | tuple[str, ...] | None] = {
     "heads": "tp",
     "kv_heads": "tp",
     "mlp": "tp",
-    "norm": None,
+    "norm": None,  # RMSNorm scales: every layer's [embed] ones and qwen3's per-head q/k [head_dim] ones
 }
 
 

@@ -74,7 +74,7 @@ def dlpack_tensors(model: Qwen2ForCausalLM, dtype, sizes: list[int]):
 
 
 class VllmEngine:
-    """A `vllm.LLM` started on `model_path`, a HF Qwen2 folder. Settings not named here go to
+    """A `vllm.LLM` started on `model_path`, a HF folder of a supported family. Settings not named here go to
     vllm.LLM through llm_kwargs.
 
     gpu_memory_utilization None: 0.7 of a GPU (open-rs); on the CPU, a KV cache for
