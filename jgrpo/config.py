@@ -17,6 +17,7 @@ import yaml
 
 from jgrpo.config_help import all_keys, unknown_key_hint
 from jgrpo.data import OPEN_RS_SYSTEM_PROMPT
+from jgrpo.grading import GRADING_MODES
 from jgrpo.grpo.config import LOSS_TYPES, SCALE_REWARDS, SCHEDULES, LossConfig, OptimizerConfig
 from jgrpo.model import DTYPE_NAMES, parse_dtype
 from jgrpo.model.attention import ATTENTION_IMPLEMENTATIONS
@@ -236,6 +237,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rollout.logprobs_mode": LOGPROBS_MODES,
     "rollout.weight_sync": WEIGHT_SYNC_MODES,
     "rewards.funcs": (*REWARD_NAMES, "module:function"),
+    "rewards.options.grading.mode": GRADING_MODES,
     "loss.loss_type": LOSS_TYPES,
     "loss.scale_rewards": SCALE_REWARDS,
     "optim.schedule": SCHEDULES,

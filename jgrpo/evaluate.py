@@ -1,9 +1,11 @@
-"""`python -m jgrpo.evaluate --model DIR [--benchmarks aime24,amc23,...] [--samples K] [--engine vllm|jax]`
+"""`python -m jgrpo.evaluate --model DIR [--benchmarks aime24,amc23,...] [--samples K] [--engine vllm|jax] [--grader jgrpo|lighteval]`
+`python -m jgrpo.evaluate --regrade OUTPUT_DIR --grader jgrpo|lighteval [--output DIR]`
 
 open-rs's evaluation protocol (lighteval + vLLM): every problem 0-shot through the chat template,
 no system prompt (R1 templates prefill "<think>\\n"), the user message EVAL_PROMPT_TEMPLATE; sampled
-at temperature 0.6, top-p 0.95, seed 1234, up to 32768 new tokens; graded by math-verify's
-extractive match (jgrpo.grading). Reports avg@k over k = --samples samples per problem (avg@1 is the
+at temperature 0.6, top-p 0.95, seed 1234, up to 32768 new tokens; graded by --grader: jgrpo (the
+corrected grader, default) or lighteval (the paper's extractive match item for item); see
+EVALUATION.md. --regrade scores the completions saved in an earlier output folder again. Reports avg@k over k = --samples samples per problem (avg@1 is the
 paper's "pass@1") and, when k > 1, unbiased pass@k for k = 2, 4, ... and --samples.
 
 Writes to --output: <benchmark>.jsonl (one row per sample, written as each benchmark finishes),
@@ -29,7 +31,7 @@ from tqdm import tqdm
 # processes import this module to run `extracted_answer`, and bad arguments should fail in a blink.
 from jgrpo.benchmarks import BENCHMARKS, BenchmarkScore, load_benchmark, score_benchmark
 from jgrpo.data import EVAL_PROMPT_TEMPLATE, Example, Prompt, encode_prompts
-from jgrpo.grading import Grader, GraderPool, GradingOptions, normalize_gold, warm_up
+from jgrpo.grading import EVAL_GRADERS, Grader, GraderPool, GradingOptions, lighteval_gold, normalize_gold, warm_up
 
 # The paper's column order and headings.
 COLUMNS = {"aime24": "AIME24", "math500": "MATH-500", "amc23": "AMC23", "minerva": "Minerva",
@@ -92,16 +94,17 @@ def prepare_prompts(names: Sequence[str], tokenizer, limit: int | None = None) -
 
 
 def extracted_answer(completion: str) -> str | None:
-    """The text math-verify extracts from a completion, read as the benchmark grader reads it
-    (expression, then LaTeX with \\boxed first; first match); None when nothing is found.
+    """The text math-verify extracts from a completion, read as the jgrpo benchmark grader reads it
+    (its final box; expression, then LaTeX with \\boxed first; first match); None when nothing is found.
 
     The grader returns only verdicts, so this parses once more, in a worker process with a deadline
     like the grader's (math-verify can run unboundedly long)."""
     from math_verify import parse
 
-    from jgrpo.grading import _extractive_configs  # the grader's own prediction configs
+    from jgrpo.grading import _extractive_configs, final_answer_text  # the jgrpo grader's own reading
 
-    parsed = parse(completion, extraction_config=_extractive_configs()[1], extraction_mode="first_match")
+    parsed = parse(final_answer_text(completion), extraction_config=_extractive_configs()[1],
+                   extraction_mode="first_match")
     return str(parsed[-1]) if parsed else None
 
 
@@ -124,15 +127,20 @@ def _generate(engine, prompts: list[Prompt], settings: EvalSettings, desc: str) 
     return completions
 
 
+def graded_gold(benchmark: str, row: dict, grader_name: str) -> str:
+    """The gold text the grader compares with (the `gold_graded` field of the records)."""
+    return lighteval_gold(benchmark, row)[0] if grader_name == "lighteval" else normalize_gold(row["answer"])
+
+
 def evaluate_benchmark(engine, benchmark: BenchmarkPrompts, settings: EvalSettings, grader: Grader,
-                       extractor: GraderPool) -> BenchmarkResult:
+                       extractor: GraderPool, grader_name: str = "jgrpo") -> BenchmarkResult:
     """Sample `settings.samples` completions per problem from `engine` (anything with the rollout
     engines' `generate(prompt_ids, SamplingParams) -> [Completion]`), grade and record them."""
     n = settings.samples
     completions = _generate(engine, benchmark.prompts, settings, benchmark.name)
     texts = [c.text for c in completions]
     score = score_benchmark(benchmark.rows, [texts[i * n:(i + 1) * n] for i in range(len(benchmark.rows))],
-                            grader, ks=pass_ks(n))
+                            grader, ks=pass_ks(n), grader_name=grader_name, benchmark=benchmark.name)
     extracted = [o.value if o.status == "ok" else None
                  for o in extractor.map(extracted_answer, [(t,) for t in texts])]
     records = []
@@ -141,7 +149,7 @@ def evaluate_benchmark(engine, benchmark: BenchmarkPrompts, settings: EvalSettin
         row = benchmark.rows[i]
         records.append({"id": row["id"], "sample": j, "prompt": benchmark.prompts[i].text,
                         "completion": completion.text, "extracted": extracted[r], "gold": row["answer"],
-                        "gold_graded": normalize_gold(row["answer"]), "correct": score.correct[i][j],
+                        "gold_graded": graded_gold(benchmark.name, row, grader_name), "correct": score.correct[i][j],
                         "finish_reason": completion.finish_reason, "num_tokens": len(completion.token_ids)})
     truncated = sum(c.finish_reason == "length" for c in completions)
     return BenchmarkResult(benchmark.name, score, truncated, records)
@@ -216,20 +224,78 @@ def write_atomic(path: Path, chunks: Iterable[str]) -> None:
 
 def evaluate(engine, benchmarks: Sequence[BenchmarkPrompts], settings: EvalSettings, output_dir: Path,
              model_name: str, meta: dict | None = None,
-             grading: GradingOptions = GradingOptions()) -> tuple[dict, str]:
+             grading: GradingOptions = GradingOptions(), grader_name: str = "jgrpo") -> tuple[dict, str]:
     """Evaluate `engine` on every benchmark, writing each one's JSONL as it finishes, then
     results.json and results.md. Returns (summary, table)."""
+    meta = {**(meta or {}), "grader": grader_name}
     output_dir.mkdir(parents=True, exist_ok=True)
     results = []
     with Grader(grading) as grader, GraderPool(grading.num_workers, grading.deadline_s, grading.start_method,
                                                initializer=warm_up) as extractor:
         for benchmark in benchmarks:
-            result = evaluate_benchmark(engine, benchmark, settings, grader, extractor)
+            result = evaluate_benchmark(engine, benchmark, settings, grader, extractor, grader_name)
             write_atomic(output_dir / f"{result.name}.jsonl",
                          (json.dumps(rec, ensure_ascii=False) + "\n" for rec in result.records))
             results.append(result)
     summary = summarize(results, settings, {"model": model_name, **(meta or {})})
     table = results_table(summary, model_name)
+    write_atomic(output_dir / "results.json", [json.dumps(summary, indent=2) + "\n"])
+    write_atomic(output_dir / "results.md", [table])
+    return summary, table
+
+
+def regrade(source: Path, output_dir: Path, grader_name: str, names: Sequence[str] | None = None,
+            grading: GradingOptions = GradingOptions()) -> tuple[dict, str]:
+    """Score the completions saved in `source` (<benchmark>.jsonl files of an earlier run) again with
+    `grader_name`, without generating; writes the re-graded JSONL, results.json and results.md to
+    `output_dir` (which may not be `source`). Returns (summary, table)."""
+    if source.resolve() == output_dir.resolve():
+        raise EvalError("--regrade would overwrite the graded run: pass another --output")
+    names = [n for n in (names or BENCHMARKS) if (source / f"{n}.jsonl").exists()]
+    if not names:
+        raise EvalError(f"{source} holds no <benchmark>.jsonl to re-grade ({', '.join(BENCHMARKS)})")
+    old = json.loads((source / "results.json").read_text()) if (source / "results.json").exists() else {}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results, samples, limit = [], None, None
+    with Grader(grading) as grader:
+        for name in names:
+            records = [json.loads(line) for line in (source / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+                       if line.strip()]
+            by_id = {str(r["id"]): r for r in load_benchmark(name)}
+            ids = list(dict.fromkeys(str(r["id"]) for r in records))
+            unknown = [i for i in ids if i not in by_id]
+            if unknown:
+                raise EvalError(f"{source / f'{name}.jsonl'}: ids not in the bundled {name}: {unknown[:5]}")
+            grouped = {i: sorted((r for r in records if str(r["id"]) == i), key=lambda r: r["sample"]) for i in ids}
+            n = {len(g) for g in grouped.values()}
+            if len(n) != 1:
+                raise EvalError(f"{source / f'{name}.jsonl'}: problems have different sample counts {sorted(n)}")
+            n = n.pop()
+            if samples not in (None, n):
+                raise EvalError(f"{source}: benchmarks have different sample counts ({samples} and {n})")
+            samples = n
+            rows = [by_id[i] for i in ids]
+            score = score_benchmark(rows, [[r["completion"] for r in grouped[i]] for i in ids], grader,
+                                    ks=pass_ks(n), grader_name=grader_name, benchmark=name)
+            new_records = []
+            for k, i in enumerate(ids):
+                for j, r in enumerate(grouped[i]):
+                    new_records.append({**r, "gold_graded": graded_gold(name, by_id[i], grader_name),
+                                        "correct": score.correct[k][j]})
+            write_atomic(output_dir / f"{name}.jsonl", (json.dumps(r, ensure_ascii=False) + "\n" for r in new_records))
+            truncated = sum(r.get("finish_reason") == "length" for r in new_records)
+            results.append(BenchmarkResult(name, score, truncated, new_records))
+            if len(ids) < len(by_id):
+                limit = max(limit or 0, len(ids))
+    settings_dict = {**dataclasses.asdict(EvalSettings()), **old.get("settings", {}), "samples": samples}
+    if limit is not None:
+        settings_dict["limit"] = settings_dict.get("limit") or limit
+    settings = EvalSettings(**{k: v for k, v in settings_dict.items() if k in EvalSettings.__dataclass_fields__})
+    model = old.get("model", source.name)
+    meta = {k: v for k, v in old.items() if k not in ("settings", "benchmarks", "average")}
+    meta.update({"model": model, "grader": grader_name, "regraded_from": str(source.resolve())})
+    summary = summarize(results, settings, meta)
+    table = results_table(summary, model)
     write_atomic(output_dir / "results.json", [json.dumps(summary, indent=2) + "\n"])
     write_atomic(output_dir / "results.md", [table])
     return summary, table
@@ -285,7 +351,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m jgrpo.evaluate", description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", required=True, type=Path, help="Hugging Face Qwen2 folder (weights and tokenizer), or a Hub id (org/name)")
+    p.add_argument("--model", type=Path, help="Hugging Face Qwen2 folder (weights and tokenizer), or a Hub id (org/name); "
+                   "required unless --regrade")
+    p.add_argument("--grader", choices=EVAL_GRADERS, default="jgrpo",
+                   help="jgrpo: the corrected grader; lighteval: the paper's extractive match item for item "
+                        "(see EVALUATION.md; default: %(default)s)")
+    p.add_argument("--regrade", type=Path, metavar="OUTPUT_DIR",
+                   help="score the completions saved in an earlier evaluation's folder again with --grader (no "
+                        "model, no generation); writes to --output (default: OUTPUT_DIR/regrade-<grader>)")
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="comma-separated names (default: %(default)s)")
     p.add_argument("--samples", type=int, default=1, help="samples per problem: the k of avg@k and pass@k (default: 1)")
     p.add_argument("--engine", choices=ENGINES, default="vllm", help="rollout engine (default: vllm)")
@@ -387,6 +460,10 @@ def _fit_new_tokens(args, longest_prompt: int) -> int:
 def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     names = _benchmark_names(args.benchmarks)
+    if args.regrade is not None:
+        return _run_regrade(args, names)
+    if args.model is None:
+        raise EvalError("--model is required (or --regrade OUTPUT_DIR)")
     _check_args(args)
     # Spinning OpenMP threads slow JAX and torch 4x when both are in one process; with vLLM, JAX is
     # only imported (by the engine module) and must stay off the GPU vLLM needs.
@@ -409,7 +486,23 @@ def run(argv: Sequence[str]) -> int:
                           log_file=output / "vllm.log")
     meta = {"model_path": str(args.model.resolve()), "engine": args.engine, "dtype": args.dtype}
     _, table = evaluate(engine, benchmarks, settings, output, args.name, meta,
-                        GradingOptions(deadline_s=args.grader_deadline))
+                        GradingOptions(deadline_s=args.grader_deadline), args.grader)
+    print(table, end="")
+    print(f"wrote {output}/results.md, results.json and one JSONL per benchmark", file=sys.stderr)
+    return 0
+
+
+def _run_regrade(args, names: list[str]) -> int:
+    if args.model is not None:
+        raise EvalError("--regrade takes no --model: it grades the saved completions")
+    if not args.regrade.is_dir():
+        raise EvalError(f"--regrade folder not found: {args.regrade}")
+    if args.grader_deadline <= 0:
+        raise EvalError(f"--grader-deadline must be > 0, got {args.grader_deadline}")
+    output = args.output or args.regrade / f"regrade-{args.grader}"
+    if (output / "results.json").exists() and not args.overwrite:
+        raise EvalError(f"{output} already holds results: choose another --output or pass --overwrite")
+    _, table = regrade(args.regrade, output, args.grader, names, GradingOptions(deadline_s=args.grader_deadline))
     print(table, end="")
     print(f"wrote {output}/results.md, results.json and one JSONL per benchmark", file=sys.stderr)
     return 0

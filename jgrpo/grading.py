@@ -1,11 +1,29 @@
 """Math answer grading with math-verify, bounded in time.
 
-Two graders, both run in worker processes by :class:`Grader`:
+Two modes for each use (see EVALUATION.md for every rule and what it changes):
 
-* :func:`open_rs_verdict` is the correctness test of open-rs's ``accuracy`` and ``cosine``
-  rewards (used in training).
-* :func:`extractive_match_verdict` is lighteval's extractive match as open-rs's evaluation
-  used it (used for benchmarks).
+* training rewards (``GradingOptions.mode``): ``open-rs`` is open-rs 2889c47's correctness test,
+  item for item: :func:`open_rs_verdict` (its ``accuracy`` reward) and :func:`open_rs_cosine_verdict`
+  (its ``cosine`` reward, which normalises with ``boxed=True`` and does not guard ``verify``), run
+  on vendored copies of math-verify 0.5.2 and latex2sympy2_extended 1.0.6
+  (``jgrpo/rewards/_vendor``). ``jgrpo`` (default) is :func:`jgrpo_verdict`, the corrected test.
+* evaluation (``python -m jgrpo.evaluate --grader``): ``lighteval`` is lighteval ed084813's
+  extractive match as open-rs's evaluation configured it, item for item
+  (:func:`lighteval_verdict`: any_match, per-task golds, raw-string gold fallback, on the vendored
+  libraries); ``jgrpo`` (default) is :func:`extractive_match_verdict`, the corrected grader.
+
+The corrected graders (installed math-verify) differ from the paper's only by these rules:
+
+1. several ``\\boxed{}``: the final box alone is the answer (math-verify >= 0.9 grades several
+   different boxes as a set, 0.5.2 took the last box unless they were separated by "and"/","...);
+2. e-notation (``1.24e-8``) in a gold or in the final box means ``1.24 \\times 10^{-8}`` (math-verify
+   reads ``e`` as Euler's number);
+3. two numbers are equal only within a relative tolerance (:data:`RELATIVE_TOLERANCE`), so an answer
+   off by a power of ten is never right (math-verify rounds to a number of decimals, which makes all
+   tiny numbers equal);
+4. training only: an exception from ``verify`` is a wrong answer in both rewards;
+5. evaluation only: the gold is the benchmark's ``answer`` cleaned by :func:`normalize_gold` for every
+   benchmark, and the prediction's first match is graded (lighteval: any match).
 
 math-verify and sympy can take arbitrarily long on a pathological completion, and
 math-verify's own ``signal.alarm`` timeouts only work in a main thread and cannot interrupt
@@ -20,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -69,23 +88,207 @@ def normalize_gold(answer: str) -> str:
 
 # math-verify is imported inside the graders: only worker processes pay for sympy.
 
+GRADING_MODES = ("jgrpo", "open-rs")  # training rewards: GradingOptions.mode
+EVAL_GRADERS = ("jgrpo", "lighteval")  # evaluation: python -m jgrpo.evaluate --grader
+# Rule 3: numbers within this relative difference are equal (jgrpo mode).
+RELATIVE_TOLERANCE = 1e-4
+
+
+# --- open-rs (paper-exact, vendored math-verify 0.5.2) -----------------------------------
+
+
+def _paper_libs():
+    from jgrpo.rewards._vendor import latex2sympy2_extended as l2s
+    from jgrpo.rewards._vendor import math_verify as mv
+
+    return mv, l2s
+
 
 @functools.cache
-def _open_rs_configs():
+def _open_rs_pred_config(boxed):
+    mv, l2s = _paper_libs()
+    return [
+        mv.LatexExtractionConfig(
+            normalization_config=l2s.NormalizationConfig(
+                nits=False, malformed_operators=False, basic_latex=True, equations=True, boxed=boxed,
+                units=True,
+            ),
+            boxed_match_priority=0,
+            try_extract_without_anchor=False,
+        )
+    ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_open_rs_gold(gold: str):
+    mv, _ = _paper_libs()
+    return mv.parse(gold, extraction_mode="first_match", extraction_config=[mv.LatexExtractionConfig()])
+
+
+def open_rs_verdict(completion: str, gold: str) -> Verdict:
+    """open-rs's ``accuracy_reward`` test, item for item (vendored math-verify 0.5.2).
+
+    Gold: LaTeX extraction with the default config, first match. Prediction: LaTeX only, boxed
+    first, ``boxed="all"`` normalisation, no anchor-less fallback. An exception from ``verify``
+    is a wrong answer, as in open-rs."""
+    mv, _ = _paper_libs()
+    gold_parsed = _parse_open_rs_gold(gold)
+    if not gold_parsed:
+        return Verdict.GOLD_UNPARSEABLE
+    pred = mv.parse(completion, extraction_config=_open_rs_pred_config("all"), extraction_mode="first_match")
+    try:
+        return Verdict.CORRECT if mv.verify(pred, gold_parsed) else Verdict.WRONG
+    except Exception:
+        return Verdict.WRONG
+
+
+def open_rs_cosine_verdict(completion: str, gold: str) -> Verdict:
+    """open-rs's ``cosine_scaled_reward`` test, item for item: as :func:`open_rs_verdict` but with
+    ``boxed=True`` (which latex2sympy2_extended 1.0.6 treats as neither "all" nor "last": no box
+    is stripped by the outer normalisation) and no guard around ``verify``: an exception
+    propagates (open-rs's training step would fail; here the item becomes ``Verdict.ERROR``)."""
+    mv, _ = _paper_libs()
+    gold_parsed = _parse_open_rs_gold(gold)
+    if not gold_parsed:
+        return Verdict.GOLD_UNPARSEABLE
+    pred = mv.parse(completion, extraction_config=_open_rs_pred_config(True), extraction_mode="first_match")
+    return Verdict.CORRECT if mv.verify(pred, gold_parsed) else Verdict.WRONG
+
+
+# --- lighteval (paper-exact evaluation, vendored math-verify 0.5.2) ----------------------
+
+# Which gold each benchmark's lighteval task used (open-rs 2889c47 src/open_r1/evaluate.py) and
+# how it was extracted: "expr" (expr_gold_metric) or "latex" (latex_gold_metric).
+LIGHTEVAL_GOLDS = {
+    "aime24": ("answer", "expr"),
+    "amc23": ("answer", "expr"),
+    "math500": ("solution", "latex"),
+    "minerva": ("solution", "latex"),
+    "olympiadbench": ("final_answer", "latex"),
+}
+
+
+def lighteval_gold(benchmark: str, row: dict) -> tuple[str, str]:
+    """(gold text, extraction) that open-rs's lighteval task graded against, from a bundled
+    benchmark row: ``answer`` for AIME24 and AMC23, the full ``solution`` for MATH-500 and
+    Minerva, the source's ``final_answer`` (with its ``$``) for OlympiadBench."""
+    field, kind = LIGHTEVAL_GOLDS[benchmark]
+    if field == "answer":
+        return row["answer"], kind
+    original = row.get("original") or {}
+    if field == "solution":
+        return original["solution"], kind
+    return original["final_answer"][0], kind
+
+
+LIGHTEVAL_PRECISION = 5
+LIGHTEVAL_TIMEOUT_S = 5
+
+
+@functools.cache
+def _lighteval_configs():
+    mv, _ = _paper_libs()
+    pred = [mv.ExprExtractionConfig(), mv.LatexExtractionConfig(boxed_match_priority=0)]
+    return {"expr": [mv.ExprExtractionConfig()], "latex": [mv.LatexExtractionConfig()]}, pred
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_lighteval_gold(gold: str, kind: str):
+    mv, _ = _paper_libs()
+    parsed = mv.parse(gold, _lighteval_configs()[0][kind], fallback_mode="first_match",
+                      extraction_mode="any_match", parsing_timeout=LIGHTEVAL_TIMEOUT_S)
+    return parsed if parsed else [gold]  # lighteval: an unparseable gold is compared as a string
+
+
+def lighteval_verdict(prediction: str, gold: str, kind: str) -> Verdict:
+    """lighteval ed084813's extractive match as open-rs ran it, item for item: prediction
+    extraction expression then LaTeX (boxed first), ``any_match`` (every regex match is tried,
+    not only the first), precision 5; the gold extracted with ``kind`` ("expr" or "latex", see
+    :data:`LIGHTEVAL_GOLDS`) and compared as a raw string when nothing can be extracted."""
+    mv, _ = _paper_libs()
+    gold_parsed = _parse_lighteval_gold(gold, kind)
+    pred = mv.parse(prediction, _lighteval_configs()[1], fallback_mode="first_match",
+                    extraction_mode="any_match", parsing_timeout=LIGHTEVAL_TIMEOUT_S)
+    ok = mv.verify(gold_parsed, pred, precision=LIGHTEVAL_PRECISION, timeout_seconds=LIGHTEVAL_TIMEOUT_S)
+    return Verdict.CORRECT if ok else Verdict.WRONG
+
+
+# --- jgrpo (corrected; installed math-verify) --------------------------------------------
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_E_NUMBER = re.compile(r"(?<![\w.\\])([+-]?(?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)(?![\w.])")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}`` (or ``\\fbox``) in ``text``, None if none."""
+    found = None
+    for match in _BOXED.finditer(text):
+        depth, i = 1, match.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            found = text[match.end():i - 1]
+    return found
+
+
+def rewrite_e_notation(text: str) -> str:
+    """Rule 2: ``1.24e-8`` -> ``1.24 \\times 10^{-8}`` wherever a number is written so."""
+    return _E_NUMBER.sub(r"\1 \\times 10^{\2}", text)
+
+
+def final_answer_text(completion: str) -> str:
+    """Rules 1 and 2 on a completion: with a box, its final box alone (unescaped ``$`` inside it
+    dropped, e-notation rewritten); without one, the whole text with e-notation rewritten."""
+    box = last_boxed(completion)
+    if box is None:
+        return rewrite_e_notation(completion)
+    box = _UNESCAPED_DOLLAR.sub("", box)
+    return f"$\\boxed{{{rewrite_e_notation(box)}}}$"
+
+
+def _as_number(expr) -> float | None:
+    import sympy
+
+    try:
+        if isinstance(expr, sympy.Basic) and expr.is_number and not expr.free_symbols:
+            value = complex(sympy.N(expr, 30))
+            if value.imag == 0 and math.isfinite(value.real):
+                return value.real
+    except Exception:
+        pass
+    return None
+
+
+def numbers_disagree(golds, preds) -> bool:
+    """Rule 3: True when the parsed gold and prediction (math-verify's lists: sympy objects, then
+    the matched strings) are plain numbers further apart than :data:`RELATIVE_TOLERANCE` relative
+    to the larger. Anything that is not a plain number is left to math-verify."""
+    import sympy
+
+    gold_numbers = [_as_number(g) for g in golds if isinstance(g, sympy.Basic)]
+    pred_numbers = [_as_number(p) for p in preds if isinstance(p, sympy.Basic)]
+    if not gold_numbers or not pred_numbers or None in gold_numbers or None in pred_numbers:
+        return False
+    return all(abs(a - b) > RELATIVE_TOLERANCE * max(abs(a), abs(b)) for a in gold_numbers for b in pred_numbers)
+
+
+def _verify_corrected(verify, gold_parsed, pred_parsed, **kwargs) -> bool:
+    if not verify(gold_parsed, pred_parsed, **kwargs):
+        return False
+    return not numbers_disagree(gold_parsed, pred_parsed)
+
+
+@functools.cache
+def _jgrpo_configs():
     from latex2sympy2_extended import NormalizationConfig
     from math_verify import LatexExtractionConfig
 
     gold = [LatexExtractionConfig()]
-    # open-rs passes equations=True; latex2sympy2_extended >= 1.0 ignores it apart from
-    # logging a deprecation warning on every call, so it is left at its default.
     pred = [
         LatexExtractionConfig(
             normalization_config=NormalizationConfig(
-                nits=False,
-                malformed_operators=False,
-                basic_latex=True,
-                boxed="all",
-                units=True,
+                nits=False, malformed_operators=False, basic_latex=True, boxed="all", units=True
             ),
             boxed_match_priority=0,
             try_extract_without_anchor=False,
@@ -94,33 +297,50 @@ def _open_rs_configs():
     return gold, pred
 
 
-# A group's completions share one gold: parse it once per worker.
 @functools.lru_cache(maxsize=4096)
-def _parse_open_rs_gold(gold: str):
+def _parse_jgrpo_gold(gold: str):
     from math_verify import parse
 
-    return parse(gold, extraction_config=_open_rs_configs()[0], extraction_mode="first_match")
+    return parse(rewrite_e_notation_in_boxes(gold), extraction_config=_jgrpo_configs()[0],
+                 extraction_mode="first_match")
 
 
-def open_rs_verdict(completion: str, gold: str) -> Verdict:
-    """open-rs's correctness test: is the completion's boxed answer equal to the gold?
+def rewrite_e_notation_in_boxes(text: str) -> str:
+    """Rule 2 for a gold: e-notation inside its ``\\boxed{}`` (or in a bare ``$...$`` gold)."""
+    return _BOXED_CONTENT.sub(lambda m: m.group(1) + rewrite_e_notation(m.group(2)) + "}", text)
 
-    Gold: LaTeX extraction with math-verify's default config. Prediction: LaTeX only,
-    ``\\boxed`` first, no anchor-less fallback, first match. A failing ``verify`` counts as
-    wrong, as in open-rs.
-    """
+
+_BOXED_CONTENT = re.compile(r"(\\boxed\s*\{)([^{}]*)\}")
+
+
+def jgrpo_verdict(completion: str, gold: str) -> Verdict:
+    """The corrected training test (rules 1-4): open-rs's extraction configs on the installed
+    math-verify, applied to the final box; e-notation read as powers of ten; numbers compared
+    with a relative tolerance; a failing ``verify`` is a wrong answer."""
     from math_verify import parse, verify
 
-    gold_parsed = _parse_open_rs_gold(gold)
+    gold_parsed = _parse_jgrpo_gold(gold)
     if not gold_parsed:
         return Verdict.GOLD_UNPARSEABLE
-    pred_parsed = parse(
-        completion, extraction_config=_open_rs_configs()[1], extraction_mode="first_match"
-    )
+    pred_parsed = parse(final_answer_text(completion), extraction_config=_jgrpo_configs()[1],
+                        extraction_mode="first_match")
     try:
-        return Verdict.CORRECT if verify(pred_parsed, gold_parsed) else Verdict.WRONG
+        return Verdict.CORRECT if _verify_corrected(verify, pred_parsed, gold_parsed) else Verdict.WRONG
     except Exception:
         return Verdict.WRONG
+
+
+def training_verdict_fn(mode: str, reward: str = "accuracy") -> Callable[[str, str], Verdict]:
+    """The correctness test of ``reward`` ("accuracy" or "cosine") in grading ``mode``."""
+    _one_of(mode, GRADING_MODES, "grading mode")
+    if mode == "jgrpo":
+        return jgrpo_verdict
+    return open_rs_cosine_verdict if reward == "cosine" else open_rs_verdict
+
+
+def _one_of(value: str, allowed: Sequence[str], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 @functools.cache
@@ -143,20 +363,21 @@ EXTRACTIVE_MATCH_PRECISION = 5
 
 
 def extractive_match_verdict(prediction: str, golds: Sequence[str]) -> Verdict:
-    """lighteval's math extractive match: correct if the prediction matches any gold.
-
-    Gold: LaTeX then expression extraction. Prediction: expression then LaTeX with
-    ``\\boxed`` first. First match; numbers compared at 5 decimals. Pass golds through
-    :func:`normalize_gold` first.
-    """
+    """The corrected evaluation grader (``--grader jgrpo``; rules 1, 2, 3 and 5): lighteval's
+    configs on the installed math-verify (gold: LaTeX then expression; prediction: expression
+    then LaTeX with ``\\boxed`` first; first match; 5 decimals), applied to the prediction's
+    final box when it has one, with e-notation read as powers of ten and numbers compared with
+    a relative tolerance. Correct if the prediction matches any gold. Pass golds through
+    :func:`normalize_gold` first."""
     from math_verify import parse, verify
 
     pred_parsed = parse(
-        prediction, extraction_config=_extractive_configs()[1], extraction_mode="first_match"
+        final_answer_text(prediction), extraction_config=_extractive_configs()[1],
+        extraction_mode="first_match",
     )
     for gold in golds:
         gold_parsed = _parse_extractive_gold(gold)
-        if verify(gold_parsed, pred_parsed, float_rounding=EXTRACTIVE_MATCH_PRECISION):
+        if _verify_corrected(verify, gold_parsed, pred_parsed, float_rounding=EXTRACTIVE_MATCH_PRECISION):
             return Verdict.CORRECT
     return Verdict.WRONG
 
@@ -165,7 +386,9 @@ def warm_up() -> None:
     """Run both graders once, so that a fresh worker's first item does not pay for
     imports and parser set-up inside its deadline."""
     open_rs_verdict("$\\boxed{\\frac{1}{2}}$", "$0.5$")
+    jgrpo_verdict("$\\boxed{\\frac{1}{2}}$", "$0.5$")
     extractive_match_verdict("$\\boxed{1}$", ("\\boxed{1}",))
+    lighteval_verdict("$\\boxed{1}$", "$1$", "latex")
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,7 +494,7 @@ class GraderPool:
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # Replacing a killed worker then costs a fork, not a fresh sympy import.
-            self._ctx.set_forkserver_preload([__name__, "math_verify"])
+            self._ctx.set_forkserver_preload([__name__, "math_verify", "jgrpo.rewards._vendor.math_verify"])
         self._workers: list[_Worker] = []
         self.workers_replaced = 0
 
@@ -371,12 +594,20 @@ class GraderPool:
 
 @dataclass(frozen=True)
 class GradingOptions:
-    """``deadline_s`` bounds the grading of one completion; ``num_workers`` defaults to the
-    usable cores (at most 8)."""
+    """``mode`` picks the training rewards' correctness test: ``jgrpo`` (corrected, the default)
+    or ``open-rs`` (the paper's, item for item; see the module docstring and EVALUATION.md).
+    ``deadline_s`` bounds the grading of one completion; ``num_workers`` defaults to the usable
+    cores (at most 8)."""
 
     num_workers: int | None = None
     deadline_s: float = 10.0
     start_method: str = "forkserver"
+    # jgrpo: the corrected grader (final box, e-notation, relative tolerance); open-rs: the
+    # paper's accuracy/cosine tests item for item (vendored math-verify 0.5.2)
+    mode: str = "jgrpo"
+
+    def __post_init__(self):
+        _one_of(self.mode, GRADING_MODES, "rewards.options.grading.mode")
 
 
 class Grader:
@@ -392,9 +623,21 @@ class Grader:
             options.num_workers, options.deadline_s, options.start_method, initializer=warm_up
         )
 
-    def grade_open_rs(self, completions: Sequence[str], golds: Sequence[str]) -> list[Verdict]:
+    def grade_open_rs(
+        self, completions: Sequence[str], golds: Sequence[str], reward: str = "accuracy"
+    ) -> list[Verdict]:
+        """The training correctness test of ``reward`` ("accuracy" or "cosine") in
+        ``options.mode``."""
         _check_lengths(completions, golds)
-        return self._run(open_rs_verdict, list(zip(completions, golds)))
+        return self._run(training_verdict_fn(self.options.mode, reward), list(zip(completions, golds)))
+
+    def grade_lighteval(
+        self, predictions: Sequence[str], golds: Sequence[tuple[str, str]]
+    ) -> list[Verdict]:
+        """lighteval's extractive match (:func:`lighteval_verdict`); ``golds[i]`` is
+        (gold text, "expr" or "latex"), see :func:`lighteval_gold`."""
+        _check_lengths(predictions, golds)
+        return self._run(lighteval_verdict, [(p, g, k) for p, (g, k) in zip(predictions, golds)])
 
     def grade_extractive(
         self, predictions: Sequence[str], golds: Sequence[Sequence[str]]

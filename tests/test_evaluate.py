@@ -14,7 +14,7 @@ import pytest
 
 from jgrpo.benchmarks import BENCHMARKS
 from jgrpo.data import BUNDLED_TOKENIZER_DIR, load_tokenizer
-from jgrpo.evaluate import EvalSettings, evaluate, pass_ks, prepare_prompts
+from jgrpo.evaluate import EvalSettings, evaluate, pass_ks, prepare_prompts, regrade
 from jgrpo.grading import GradingOptions, normalize_gold
 from jgrpo.sampling import Completion
 from tests.tiny_models import make_hf_model
@@ -96,6 +96,49 @@ def test_scores_of_engines_with_known_answers(benchmarks, tmp_path, samples, rig
         assert summary["benchmarks"][name]["grader_timeouts"] == summary["benchmarks"][name]["grader_errors"] == 0
 
 
+@pytest.mark.parametrize("grader_name", ["jgrpo", "lighteval"])
+def test_regrade_scores_saved_completions_again(benchmarks, tmp_path, grader_name):
+    settings = EvalSettings(samples=2, limit=LIMIT, batch_size=4)
+    first, _ = evaluate(AnswerEngine(benchmarks, lambda j: j == 0), benchmarks, settings, tmp_path / "run", "oracle",
+                        grading=GradingOptions(num_workers=1))
+    assert first["grader"] == "jgrpo"
+    out = tmp_path / f"regrade-{grader_name}"
+    summary, table = regrade(tmp_path / "run", out, grader_name, grading=GradingOptions(num_workers=1))
+    assert summary["grader"] == grader_name and summary["model"] == "oracle"
+    assert summary["settings"] == first["settings"]
+    assert table.splitlines()[0] == HEADER
+    for name in BENCHMARKS:
+        old, new = read_jsonl(tmp_path / "run" / f"{name}.jsonl"), read_jsonl(out / f"{name}.jsonl")
+        assert [(r["id"], r["sample"], r["completion"]) for r in new] == [(r["id"], r["sample"], r["completion"])
+                                                                          for r in old]
+        # The oracle's boxed answer is right, the -987654321 answer wrong; but lighteval grades Minerva's
+        # e-notation gold (problem 1: 4.5e33) as 4.5 * e * 33, so the oracle's 4.5 \\times 10^{33} fails.
+        paper_bug = grader_name == "lighteval" and name == "minerva"
+        assert [r["correct"] for r in new] == [r["sample"] == 0 and not (paper_bug and r["id"] == "1") for r in new]
+    assert summary["average"]["avg_at_k"] == (0.5 if grader_name == "jgrpo" else (4 * 0.5 + 0.25) / 5)
+    assert (out / "results.md").read_text() == table
+
+
+def test_regrade_command(benchmarks, tmp_path):
+    evaluate(AnswerEngine(benchmarks, lambda j: True), benchmarks, EvalSettings(limit=LIMIT), tmp_path, "oracle",
+             grading=GradingOptions(num_workers=1))
+    proc = run_evaluate("--regrade", tmp_path, "--grader", "lighteval", "--benchmarks", "aime24,minerva")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "regrade-lighteval" / "results.json").read_text())
+    assert summary["grader"] == "lighteval" and list(summary["benchmarks"]) == ["aime24", "minerva"]
+    assert summary["benchmarks"]["aime24"]["avg_at_k"] == 1.0 and summary["benchmarks"]["minerva"]["avg_at_k"] == 0.5
+    assert "| oracle | avg@1 | 100.0 | 50.0 | 75.0 |" in proc.stdout
+    proc = run_evaluate("--regrade", tmp_path, "--grader", "lighteval")
+    assert proc.returncode == 2 and "already holds results" in proc.stderr
+
+
+def test_regrade_refuses_to_overwrite_its_source(tmp_path):
+    from jgrpo.evaluate import EvalError
+
+    with pytest.raises(EvalError, match="overwrite"):
+        regrade(tmp_path, tmp_path, "jgrpo")
+
+
 # ---------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------
@@ -158,10 +201,12 @@ def test_vllm_engine_end_to_end(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "/no/such/model"], "model folder not found"),
+    ([], "--model is required"),
+    (["--regrade", "/no/such/run"], "--regrade folder not found"),
     (["--model", BUNDLED_TOKENIZER_DIR, "--benchmarks", "aime24,gsm8k"], "unknown benchmark 'gsm8k'"),
     (["--model", BUNDLED_TOKENIZER_DIR, "--samples", 0], "--samples must be >= 1"),
     (["--model", BUNDLED_TOKENIZER_DIR, "--output", "{done}"], "already holds results"),
-], ids=["missing_model", "unknown_benchmark", "zero_samples", "existing_results"])
+], ids=["missing_model", "no_model", "no_regrade_folder", "unknown_benchmark", "zero_samples", "existing_results"])
 def test_bad_input_is_one_line_on_stderr(tmp_path, args, message):
     (tmp_path / "results.json").write_text("{}")
     proc = run_evaluate(*[str(a).replace("{done}", str(tmp_path)) for a in args], "--engine", "jax")

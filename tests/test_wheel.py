@@ -53,3 +53,7 @@ def test_wheel_runs_the_default_from_anywhere_with_its_console_scripts(installed
     assert proc.returncode == 0 and "reward.png" in proc.stdout
     imported = _run(installed, str(bin_dir / "python"), "-c", "import jgrpo; print(jgrpo.__file__)", cwd=tmp_path)
     assert str(installed / "venv") in imported.stdout  # the wheel's copy, not the checkout's
+    # The paper's grader travels too (vendored; its ANTLR parser is a package of its own).
+    vendored = _run(installed, str(bin_dir / "python"), "-c", r"from jgrpo.grading import open_rs_verdict, Verdict; "
+                    r"print(open_rs_verdict('$\\boxed{5}$', '$5$') is Verdict.CORRECT)", cwd=tmp_path)
+    assert vendored.stdout.strip() == "True", vendored.stderr[-2000:]

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jgrpo.grading import Grader, Verdict, count_verdicts, normalize_gold
+from jgrpo.grading import EVAL_GRADERS, Grader, Verdict, count_verdicts, lighteval_gold, normalize_gold
+
+_DATASET_TO_BENCHMARK = {"minerva_math": "minerva"}
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
@@ -49,11 +51,19 @@ def score_benchmark(
     completions: Sequence[Sequence[str]],
     grader: Grader,
     ks: Sequence[int] = (1,),
+    grader_name: str = "jgrpo",
+    benchmark: str | None = None,
 ) -> BenchmarkScore:
-    """Grade ``completions[i]`` (k samples of problem ``rows[i]``) against the row's
-    ``answer``, cleaned by :func:`normalize_gold`, with lighteval's extractive match.
+    """Grade ``completions[i]`` (k samples of problem ``rows[i]``).
+
+    ``grader_name="jgrpo"`` (default): the corrected grader against the row's ``answer``
+    cleaned by :func:`normalize_gold`. ``"lighteval"``: lighteval's extractive match as open-rs
+    ran it, against the gold open-rs's task used for ``benchmark`` (default: read from the rows'
+    ``dataset``), see :func:`jgrpo.grading.lighteval_gold`.
 
     A grader timeout or error counts as wrong (and is counted)."""
+    if grader_name not in EVAL_GRADERS:
+        raise ValueError(f"grader must be one of {', '.join(EVAL_GRADERS)}; got {grader_name!r}")
     if not rows:
         raise ValueError("no problems to score")
     if len(rows) != len(completions):
@@ -64,9 +74,14 @@ def score_benchmark(
             f"every problem needs the same number (>0) of samples, got {sorted(sizes)}"
         )
     n = sizes.pop()
-    golds = [(normalize_gold(row["answer"]),) for row in rows]
     flat = [c for samples in completions for c in samples]
-    verdicts = grader.grade_extractive(flat, [g for g in golds for _ in range(n)])
+    if grader_name == "lighteval":
+        name = benchmark or _DATASET_TO_BENCHMARK.get(rows[0]["dataset"], rows[0]["dataset"])
+        paper_golds = [lighteval_gold(name, row) for row in rows]
+        verdicts = grader.grade_lighteval(flat, [g for g in paper_golds for _ in range(n)])
+    else:
+        golds = [(normalize_gold(row["answer"]),) for row in rows]
+        verdicts = grader.grade_extractive(flat, [g for g in golds for _ in range(n)])
     correct = [
         [v is Verdict.CORRECT for v in verdicts[i * n : (i + 1) * n]] for i in range(len(rows))
     ]

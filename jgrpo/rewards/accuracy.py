@@ -37,7 +37,7 @@ def grade(
     )
     if options.normalize_gold:
         golds = [normalize_gold(g) for g in golds]
-    return grader.grade_open_rs(completions, golds)
+    return grader.grade_open_rs(completions, golds, reward)
 
 
 def verdict_metrics(verdicts: Sequence[Verdict]) -> dict[str, float]:
