@@ -97,6 +97,10 @@ class DataConfig:
     drop_missing_answers: bool = False  # skip rows without an answer instead of stopping
     tokenizer: str | None = None  # null: the model folder's own tokenizer
     system_prompt: str | None = OPEN_RS_SYSTEM_PROMPT  # null: no system message
+    # The paper's generation prompts: the tokenizer's BOS on top of the chat template's (TRL gave
+    # vLLM the templated text), so the sampler sees BOS twice; the training forward sees one, as in
+    # TRL. Off: one BOS everywhere, as the template writes it.
+    double_bos: bool = False
     max_prompt_length: int = 512  # prompt tokens the training forward keeps (left-truncated)
     arithmetic_max_operand: int = 9  # the toy task: a + b with 0 <= a, b <= this
 

@@ -427,12 +427,16 @@ def encode_prompts(
     tokenizer,
     system_prompt: str | None = OPEN_RS_SYSTEM_PROMPT,
     user_template: str | None = None,
+    double_bos: bool = False,
 ) -> list[Prompt]:
     """Render and tokenise every example's prompt (training defaults: open-rs's system
-    prompt, the problem as the user message)."""
+    prompt, the problem as the user message).
+
+    The chat template already starts with BOS, so by default no other is added. double_bos: the
+    paper's prompts, tokenised with the tokenizer's special tokens on top (TRL handed vLLM the
+    templated text, and lighteval did the same, so the model saw BOS twice)."""
     texts = [render_prompt(tokenizer, e.problem, system_prompt, user_template) for e in examples]
-    # The chat template already starts with BOS: a second one would shift the model.
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(texts, add_special_tokens=double_bos)["input_ids"]
     return [Prompt(e, t, tuple(i)) for e, t, i in zip(examples, texts, ids)]
 
 

@@ -82,13 +82,16 @@ class BenchmarkPrompts:
     prompts: list[Prompt]  # prompts[i] is rows[i]'s rendered, tokenised prompt
 
 
-def prepare_prompts(names: Sequence[str], tokenizer, limit: int | None = None) -> list[BenchmarkPrompts]:
-    """Each benchmark's first `limit` problems (all if None) as the paper's 0-shot prompts."""
+def prepare_prompts(names: Sequence[str], tokenizer, limit: int | None = None,
+                    double_bos: bool = False) -> list[BenchmarkPrompts]:
+    """Each benchmark's first `limit` problems (all if None) as the paper's 0-shot prompts
+    (double_bos: as lighteval tokenised them, see jgrpo.data.encode_prompts)."""
     out = []
     for name in names:
         rows = load_benchmark(name)[:limit]
         examples = [Example(id=str(r["id"]), problem=r["problem"], answer=r["answer"]) for r in rows]
-        prompts = encode_prompts(examples, tokenizer, system_prompt=None, user_template=EVAL_PROMPT_TEMPLATE)
+        prompts = encode_prompts(examples, tokenizer, system_prompt=None, user_template=EVAL_PROMPT_TEMPLATE,
+                                 double_bos=double_bos)
         out.append(BenchmarkPrompts(name, rows, prompts))
     return out
 
@@ -353,6 +356,8 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m jgrpo.evaluate", description=__doc__.split("\n\n")[1])
     p.add_argument("--model", type=Path, help="Hugging Face Qwen2 folder (weights and tokenizer), or a Hub id (org/name); "
                    "required unless --regrade")
+    p.add_argument("--double-bos", action="store_true",
+                   help="the paper's prompts: the tokenizer's BOS on top of the chat template's, as lighteval sent them")
     p.add_argument("--grader", choices=EVAL_GRADERS, default="jgrpo",
                    help="jgrpo: the corrected grader; lighteval: the paper's extractive match item for item "
                         "(see EVALUATION.md; default: %(default)s)")
@@ -474,7 +479,7 @@ def run(argv: Sequence[str]) -> int:
     tokenizer = _load_tokenizer(args.model)
     if tokenizer.chat_template is None:
         print(f"note: {args.model} has no chat template: the prompts are the plain problem text", file=sys.stderr)
-    benchmarks = prepare_prompts(names, tokenizer, args.limit)
+    benchmarks = prepare_prompts(names, tokenizer, args.limit, args.double_bos)
     longest = max(len(p.token_ids) for b in benchmarks for p in b.prompts)
     settings = EvalSettings(samples=args.samples, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                             max_new_tokens=_fit_new_tokens(args, longest), limit=args.limit,

@@ -206,6 +206,11 @@ class Trainer:
         self.batcher = PromptBatcher(prompts, cfg.train.prompts_per_step, cfg.rollout.num_generations,
                                      cfg.train.seed, cfg.data.max_prompt_length)
         self._check_gold_column(prompts)
+        # data.double_bos: generation sees the tokenizer's BOS on top of the template's, as TRL's vLLM
+        # did; the training forward does not, as TRL's did not.
+        self._generation_prefix = [self.tokenizer.bos_token_id] if cfg.data.double_bos else []
+        if cfg.data.double_bos and self.tokenizer.bos_token_id is None:
+            raise SetupError("data.double_bos is true but the tokenizer has no BOS token")
         try:
             self.sampling = SamplingParams(
                 n=cfg.rollout.num_generations, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
@@ -441,7 +446,8 @@ class Trainer:
         cursor, calls = self.batcher.state_dict(), self.engine.calls
         prompt_batch = self.batcher.next_batch()
         try:
-            completions = self.engine.generate([list(p.token_ids) for p in prompt_batch.prompts], self.sampling)
+            completions = self.engine.generate([self._generation_prefix + list(p.token_ids)
+                                                for p in prompt_batch.prompts], self.sampling)
         except Exception as e:  # vLLM's engine died, or the JAX sampler ran out of memory
             # Back to before this step, so its checkpoint resumes with this very batch.
             self.batcher.load_state_dict(cursor)

@@ -444,3 +444,15 @@ def getattr_column(batch, name):
 def test_batcher_rejects_too_few_prompts():
     with pytest.raises(ValueError, match="3 prompts cannot fill a batch of 4"):
         PromptBatcher(make_prompts(3), 4, 2, seed=0)
+
+
+def test_double_bos_gives_the_papers_prompt_tokens():
+    """The chat template writes BOS; TRL and lighteval then tokenised its text with special tokens,
+    so the paper's model saw BOS twice. data.double_bos reproduces that; the default does not."""
+    tokenizer = load_tokenizer()
+    example = Example(id="0", problem="What is $1+1$?", answer="2")
+    single = encode_prompts([example], tokenizer)[0].token_ids
+    double = encode_prompts([example], tokenizer, double_bos=True)[0].token_ids
+    bos = tokenizer.bos_token_id
+    assert single[0] == bos and single[1] != bos
+    assert double[:2] == (bos, bos) and double[1:] == single

@@ -47,6 +47,11 @@ def test_mistakes_get_one_line_that_helps_and_nothing_is_written(tmp_path, args,
     assert not (tmp_path / "o").exists()
 
 
+def test_double_bos_needs_a_tokenizer_with_a_bos(tmp_path):
+    msg = _bad(tmp_path, "--data.double_bos", "true", "--train.output_dir", str(tmp_path / "o"))
+    assert "data.double_bos is true but the tokenizer has no BOS token" in msg
+
+
 def test_reward_weights_default_to_one_each():
     cfg = load_config(None, {"rewards.funcs": "format"})
     assert cfg.rewards.weights == (1.0,)
