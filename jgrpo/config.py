@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from jgrpo.config_help import all_keys, unknown_key_hint
-from jgrpo.data import OPEN_RS_SYSTEM_PROMPT
+from jgrpo.data import DATA_ORDERS, OPEN_RS_SYSTEM_PROMPT
 from jgrpo.grading import GRADING_MODES
 from jgrpo.grpo.config import LOSS_TYPES, SCALE_REWARDS, SCHEDULES, LossConfig, OptimizerConfig
 from jgrpo.model import DTYPE_NAMES, parse_dtype
@@ -102,9 +102,13 @@ class DataConfig:
     # TRL. Off: one BOS everywhere, as the template writes it.
     double_bos: bool = False
     max_prompt_length: int = 512  # prompt tokens the training forward keeps (left-truncated)
+    # The prompts' order: jgrpo (numpy, seeded by train.seed and the epoch) or trl (TRL 0.16's
+    # torch.randperm with train.seed: the paper's order, step for step; needs torch).
+    order: str = "jgrpo"
     arithmetic_max_operand: int = 9  # the toy task: a + b with 0 <= a, b <= this
 
     def __post_init__(self):
+        _one_of(self.order, DATA_ORDERS, "order")
         _at_least(self, 1, "max_prompt_length")
         _at_least(self, 0, "arithmetic_max_operand")
 
@@ -240,6 +244,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rollout.engine": ENGINES,
     "rollout.logprobs_mode": LOGPROBS_MODES,
     "rollout.weight_sync": WEIGHT_SYNC_MODES,
+    "data.order": DATA_ORDERS,
     "rewards.funcs": (*REWARD_NAMES, "module:function"),
     "rewards.options.grading.mode": GRADING_MODES,
     "loss.loss_type": LOSS_TYPES,

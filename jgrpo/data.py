@@ -496,13 +496,18 @@ class PromptBatch:
         return {name: [v for v in values for _ in range(g)] for name, values in table.items()}
 
 
+DATA_ORDERS = ("jgrpo", "trl")
+
+
 class PromptBatcher:
     """Endless batches over shuffled epochs; deterministic and resumable.
 
-    Epoch e visits the prompts in the order of a permutation seeded by (seed, e), in
-    ``len(prompts) // prompts_per_batch`` batches; the remainder of each epoch is skipped
-    (a different remainder every epoch). :meth:`state_dict` is the cursor (epoch, next
-    batch), so a resumed run continues with exactly the batch that comes next.
+    Epoch e visits the prompts in the order of a permutation, in ``len(prompts) //
+    prompts_per_batch`` batches; the remainder of each epoch is skipped (a different remainder
+    every epoch). order "jgrpo": numpy's permutation seeded by (seed, e). order "trl": the e-th
+    ``torch.randperm`` of one generator seeded with ``seed``, as TRL 0.16's RepeatRandomSampler
+    draws it (the paper's prompt order; needs torch). :meth:`state_dict` is the cursor (epoch,
+    next batch), so a resumed run continues with exactly the batch that comes next.
     """
 
     def __init__(
@@ -512,7 +517,10 @@ class PromptBatcher:
         num_generations: int,
         seed: int,
         max_prompt_length: int | None = None,
+        order: str = "jgrpo",
     ):
+        if order not in DATA_ORDERS:
+            raise ValueError(f"order {order!r} is not one of {DATA_ORDERS}")
         if prompts_per_batch < 1 or num_generations < 1:
             raise ValueError("prompts_per_batch and num_generations must be >= 1")
         if len(prompts) < prompts_per_batch:
@@ -524,6 +532,7 @@ class PromptBatcher:
         self.num_generations = num_generations
         self.seed = seed
         self.max_prompt_length = max_prompt_length
+        self.order = order
         self.batches_per_epoch = len(self.prompts) // prompts_per_batch
         self._fingerprint = _fingerprint(p.example for p in self.prompts)
         self.epoch = 0
@@ -531,7 +540,16 @@ class PromptBatcher:
         self._order = self._permutation(0)
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.prompts))
+        if self.order == "jgrpo":
+            return np.random.default_rng([self.seed, epoch]).permutation(len(self.prompts))
+        import torch
+
+        # TRL's generator is never reseeded: epoch e's order is its (e + 1)-th draw, replayed here so
+        # that a resumed run needs no generator state.
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(epoch):
+            torch.randperm(len(self.prompts), generator=generator)
+        return torch.randperm(len(self.prompts), generator=generator).numpy()
 
     def next_batch(self) -> PromptBatch:
         if self.position == self.batches_per_epoch:

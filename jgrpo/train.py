@@ -8,6 +8,7 @@ runs conf/tiny.yaml, the CPU default: a tiny Qwen2 learning single-digit additio
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -203,8 +204,10 @@ class Trainer:
         if len(prompts) < cfg.train.prompts_per_step:
             raise SetupError(f"the dataset has {len(prompts)} prompts, fewer than train.prompts_per_step "
                              f"{cfg.train.prompts_per_step}")
+        if cfg.data.order == "trl" and importlib.util.find_spec("torch") is None:
+            raise SetupError("data.order trl draws the order with torch.randperm: install torch, or use data.order jgrpo")
         self.batcher = PromptBatcher(prompts, cfg.train.prompts_per_step, cfg.rollout.num_generations,
-                                     cfg.train.seed, cfg.data.max_prompt_length)
+                                     cfg.train.seed, cfg.data.max_prompt_length, cfg.data.order)
         self._check_gold_column(prompts)
         # data.double_bos: generation sees the tokenizer's BOS on top of the template's, as TRL's vLLM
         # did; the training forward does not, as TRL's did not.

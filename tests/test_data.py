@@ -456,3 +456,27 @@ def test_double_bos_gives_the_papers_prompt_tokens():
     bos = tokenizer.bos_token_id
     assert single[0] == bos and single[1] != bos
     assert double[:2] == (bos, bos) and double[1:] == single
+
+
+def test_trl_order_is_the_papers_prompt_order_and_resumes():
+    """data.order trl: each step's prompts are the next chunk of torch.randperm(n) drawn from one
+    generator seeded with the run's seed, incomplete chunks dropped, a new draw each epoch: what
+    TRL 0.16's RepeatRandomSampler yields (written out here from its definition)."""
+    import torch
+
+    prompts = [Prompt(Example(id=str(i), problem=f"p{i}", answer="1"), f"p{i}", (i + 1,)) for i in range(10)]
+    generator = torch.Generator().manual_seed(42)
+    expected = []
+    for _ in range(3):  # epochs
+        order = torch.randperm(10, generator=generator).tolist()
+        expected += [order[i:i + 3] for i in range(0, 10, 3) if len(order[i:i + 3]) == 3]
+    batcher = PromptBatcher(prompts, 3, 6, seed=42, order="trl")
+    got = [[int(p.example.id) for p in batcher.next_batch().prompts] for _ in range(9)]
+    assert got == expected
+    resumed = PromptBatcher(prompts, 3, 6, seed=42, order="trl")
+    first = PromptBatcher(prompts, 3, 6, seed=42, order="trl")
+    for _ in range(4):
+        first.next_batch()
+    resumed.load_state_dict(first.state_dict())
+    assert [int(p.example.id) for p in resumed.next_batch().prompts] == expected[4]
+    assert PromptBatcher(prompts, 3, 6, seed=42).next_batch().prompts != tuple(prompts[i] for i in expected[0])

@@ -272,7 +272,7 @@ def test_open_rs_recipes_carry_the_papers_hyperparameters(n, source, funcs, leng
     assert cfg.model.compute_dtype == "bfloat16" and cfg.model.remat
     assert cfg.devices.gpu_layout and cfg.devices.trainer_gpus == (0, 1, 2) and cfg.devices.rollout_gpus == (3,)
     assert cfg.rewards.options.grading.mode == "open-rs"  # the paper's rewards item for item
-    assert cfg.data.double_bos  # and its generation prompts, BOS twice
+    assert cfg.data.double_bos and cfg.data.order == "trl"  # its generation prompts (BOS twice), its order
 
 
 def test_one_gpu_recipe_is_open_rs3_on_one_shared_gpu():
