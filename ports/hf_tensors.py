@@ -29,6 +29,13 @@ def _torch_layout(x, transpose: bool, dtype):
     return (x.T if transpose else x).astype(dtype)
 
 
+def _repeats_as_lm_head(path: tuple, tree: dict, tied_lm_head: bool) -> bool:
+    """Whether the embedding at `path` goes out a second time as lm_head.weight: asked for, and the
+    model ties its head. vLLM 0.32's `reload_weights` needs it: its layer-wise reload puts the old
+    head back when no lm_head.weight arrives, silently untying it (tests/test_ports_vllm.py)."""
+    return tied_lm_head and path == ("embed_tokens",) and "lm_head" not in tree
+
+
 def _in_torch_layout(model_or_params, dtype, tied_lm_head: bool):
     """(HF name, array cast and transposed where it lives), in the tree's canonical order."""
     tree = param_tree(model_or_params)
@@ -39,9 +46,7 @@ def _in_torch_layout(model_or_params, dtype, tied_lm_head: bool):
         if transposed or out != x.dtype:
             x = _torch_layout(x, transposed, out)
         yield name, x
-        # vLLM 0.32's `reload_weights` needs it: its layer-wise reload puts the old head back
-        # when no lm_head.weight arrives, silently untying it (tests/test_ports_vllm.py shows both).
-        if tied_lm_head and path == ("embed_tokens",) and "lm_head" not in tree:
+        if _repeats_as_lm_head(path, tree, tied_lm_head):
             yield "lm_head.weight", x
 
 
@@ -71,6 +76,6 @@ def hf_tensor_infos(model_or_params, *, dtype=None, tied_lm_head: bool = False) 
         info = TensorInfo(name, np.dtype(x.dtype if dtype is None else dtype),
                           tuple(x.shape[::-1] if transposed else x.shape))
         infos.append(info)
-        if tied_lm_head and path == ("embed_tokens",) and "lm_head" not in tree:
+        if _repeats_as_lm_head(path, tree, tied_lm_head):
             infos.append(TensorInfo("lm_head.weight", info.dtype, info.shape))
     return infos
