@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -535,9 +536,11 @@ class Trainer:
                 try:
                     self.checkpoints.save(step, self.state, meta, write_manifest=self.is_main)
                 except Exception:
-                    # Orbax's failed writes leave asyncio futures whose errors asyncio logs when they
-                    # are collected, at exit, after the run's own one line: the line says it all.
+                    # Orbax's failed writes leave asyncio futures and coroutines that asyncio and
+                    # Python report when they are collected, at exit, after the run's own one line:
+                    # the line says it all.
                     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+                    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
                     raise
         except Exception as e:  # a full disk, a folder gone: Orbax's own errors wrap the OSError
             raise RunFault(f"saving checkpoint {step} failed: {os_reason(e)}") from None
