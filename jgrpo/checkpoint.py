@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orbax.checkpoint as ocp
@@ -33,16 +35,20 @@ TOKENIZER = "tokenizer"  # <run>/checkpoints/tokenizer, beside the step folders
 MANIFESTS = "manifests"
 
 
-def _digests(folder: Path) -> dict[str, list[int]]:
-    """Relative path -> [size, CRC-32] of every file under `folder`."""
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        crc = 0
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 24):
-                crc = zlib.crc32(chunk, crc)
-        out[str(path.relative_to(folder))] = [path.stat().st_size, crc]
-    return out
+def size_and_crc(path: Path) -> list[int]:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return [path.stat().st_size, crc]
+
+
+def file_digests(folder: Path) -> dict[str, list[int]]:
+    """Relative path -> [size, CRC-32] of every file under `folder`. One thread per core: reads
+    and zlib.crc32 release the GIL, and a step is hundreds of files (one zarr array per leaf)."""
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return {str(p.relative_to(folder)): digest for p, digest in zip(paths, pool.map(size_and_crc, paths))}
 
 
 def manifest_path(step_dir: Path) -> Path:
@@ -56,7 +62,7 @@ def damage(step_dir: Path) -> str | None:
     if not manifest.is_file():
         return "no manifest: its save did not finish"
     written = json.loads(manifest.read_text())
-    found = _digests(step_dir)
+    found = file_digests(step_dir)
     for name, (size, crc) in written.items():
         if name not in found:
             return f"{name} is missing"
@@ -94,7 +100,7 @@ class Checkpoints:
         folder.mkdir(exist_ok=True)
         manifest = manifest_path(self.directory / str(step))
         tmp = manifest.with_name(f".{manifest.name}.tmp")
-        tmp.write_text(json.dumps(_digests(self.directory / str(step))))
+        tmp.write_text(json.dumps(file_digests(self.directory / str(step))))
         tmp.replace(manifest)
         kept = {f"{s}.json" for s in self.manager.all_steps()}
         for old in folder.glob("*.json"):

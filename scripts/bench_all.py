@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
-BENCHES = {"budget": "bench_budget.py", "grpo_step": "bench_grpo_step.py", "scaling": "bench_scaling.py"}
+BENCHES = {"budget": "bench_budget.py", "grpo_step": "bench_grpo_step.py", "scaling": "bench_scaling.py",
+           "checkpoint": "bench_checkpoint.py"}
 
 
 def main():
