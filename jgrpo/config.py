@@ -195,7 +195,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # the newest this many are kept
     # JAX's persistent compilation cache, so a rerun of the same shapes skips compiling. "auto":
     # JAX_COMPILATION_CACHE_DIR when set, else $XDG_CACHE_HOME/jgrpo/jax (~/.cache/jgrpo/jax);
-    # a folder; or null to compile every run afresh.
+    # a folder; or null to compile every run afresh (JAX_COMPILATION_CACHE_DIR then ignored).
     compilation_cache: str | None = "auto"
     export_hf: str = "final"  # Hugging Face folders next to the Orbax checkpoints: at the end, at each save, or none
     # Updates skipped in a row for a non-finite loss, gradient or reward (the state stays the last good

@@ -665,6 +665,7 @@ def enable_compilation_cache(setting: str | None, environ=os.environ) -> Path | 
     """Points JAX's persistent compilation cache at the configured folder (see
     train.compilation_cache); returns it, or None when off."""
     if setting is None:
+        jax.config.update("jax_enable_compilation_cache", False)  # also the one JAX_COMPILATION_CACHE_DIR set
         return None
     if setting == "auto":
         if environ.get("JAX_COMPILATION_CACHE_DIR"):

@@ -78,19 +78,37 @@ def test_tiny_run_writes_metrics_plots_checkpoint_and_hf_export(tmp_path):
     assert not np.allclose(np.asarray(initial.lm_head[...]), np.asarray(load_hf_model(export).lm_head[...]))
 
 
-def _run_until_killed(run: Path, kill_after: int, sig) -> int:
+def _run_until_killed(run: Path, kill_after: int, sig) -> tuple[int, str]:
+    """Starts the 12-step run, sends `sig` once `kill_after` steps are logged: (exit code, stderr)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "jgrpo.train", *TINY, *COMMON, "--train.output_dir", str(run)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = run.with_name(f"{run.name}.stderr")  # a file, not a pipe: nobody reads it while the run goes
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "jgrpo.train", *TINY, *COMMON, "--train.output_dir", str(run)],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.time() + 300
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         path = run / "metrics.jsonl"
         if path.is_file() and len(path.read_text().splitlines()) >= kill_after:
             break
         time.sleep(0.01)
     proc.send_signal(sig)
     proc.wait(timeout=120)
-    return proc.returncode
+    return proc.returncode, log.read_text()
+
+
+def _interrupted(tmp_path: Path, sig, latest: int) -> tuple[Path, int, str]:
+    """A run stopped by `sig` after a random step <= `latest`: (run folder, exit code, stderr). A tiny
+    step takes a fraction of a second, and on a busy machine this process may be scheduled too late
+    to signal before the run ends: such a try shows nothing and is made again, earlier."""
+    for attempt in range(3):
+        run = tmp_path / f"run{attempt}"
+        kill_after = random.Random().randint(4, max(4, latest - 2 * attempt))
+        print(f"{signal.Signals(sig).name} after step {kill_after}")
+        code, stderr = _run_until_killed(run, kill_after, sig)
+        assert (run / "metrics.jsonl").is_file(), stderr[-3000:]
+        if max(r["step"] for r in metrics(run)) < 12:
+            return run, code, stderr
+    raise AssertionError("the run ended three times before it could be stopped")
 
 
 COMMON = ["--train.max_steps", "12", "--train.save_steps", "3", "--train.keep_checkpoints", "10",
@@ -98,7 +116,6 @@ COMMON = ["--train.max_steps", "12", "--train.save_steps", "3", "--train.keep_ch
 
 
 def _final_state(run: Path):
-    from ports.orbax_ckpt import stored_arrays
     last = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
     assert last == 12
     from jgrpo.checkpoint import STATE
@@ -127,25 +144,17 @@ def _assert_same_run(a: Path, b: Path):
 
 
 def test_sigkill_at_a_random_step_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
-    # A tiny step takes a fraction of a second, and on a busy machine this process may be scheduled
-    # too late to kill before the run ends: such a try shows nothing and is made again, earlier.
-    for attempt in range(3):
-        run = tmp_path / f"run{attempt}"
-        kill_after = random.Random().randint(4, 9 - 2 * attempt)
-        print(f"killing after step {kill_after}")
-        _run_until_killed(run, kill_after, signal.SIGKILL)
-        if max(r["step"] for r in metrics(run)) < 12:
-            break
-    assert max(r["step"] for r in metrics(run)) < 12, "the run ended three times before it could be killed"
+    run, _, _ = _interrupted(tmp_path, signal.SIGKILL, latest=9)
     train(*TINY, *COMMON, "--train.output_dir", str(run), "--resume")
     _assert_same_run(uninterrupted, run)
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues(uninterrupted, tmp_path):
-    run = tmp_path / "run"
-    assert _run_until_killed(run, 5, signal.SIGTERM) == 0
+    run, code, stderr = _interrupted(tmp_path, signal.SIGTERM, latest=7)
+    stopped_at = max(r["step"] for r in metrics(run))
+    assert code == 0 and f"stopped by SIGTERM after step {stopped_at}" in stderr, stderr[-3000:]
     saved = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
-    assert saved == max(r["step"] for r in metrics(run))  # the step it stopped at, not an older one
+    assert saved == stopped_at  # the step it stopped at, not an older one
     train(*TINY, *COMMON, "--train.output_dir", str(run), "--resume")
     _assert_same_run(uninterrupted, run)
 
@@ -342,7 +351,7 @@ def test_two_hosts_with_two_devices_each_equal_one_host_with_four(tmp_path):
 
 
 @pytest.mark.vllm
-def test_cpu_default_with_vllm_and_no_other_vllm_flags(tmp_path):
+def test_cpu_default_with_vllm_and_no_other_vllm_flags(tmp_path, monkeypatch):
     """max_model_len follows the run (8 + 3 tokens), the KV cache is sized for the CPU without a
     memory share, vLLM's log goes to vllm.log, and every sync hands over the fp32 model's bytes
     with vLLM sampling from exactly the trainer's weights. Also: the compilation cache fills."""
@@ -350,8 +359,9 @@ def test_cpu_default_with_vllm_and_no_other_vllm_flags(tmp_path):
     from ports.hf_load import checkpoint_tensors
 
     run, cache = tmp_path / "run", tmp_path / "xdg"
-    env = {"XDG_CACHE_HOME": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # set by the vLLM engine tests in this process
+    env = {"XDG_CACHE_HOME": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_COMPILATION_CACHE_DIR": ""}
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)  # set by the vLLM engine tests in this process
     proc = train("--rollout.engine", "vllm", "--train.max_steps", "3", "--train.output_dir", str(run), env=env)
     assert "INFO" not in proc.stderr and "WARNING" not in proc.stderr
     log = (run / "vllm.log").read_text()
@@ -368,11 +378,16 @@ def test_cpu_default_with_vllm_and_no_other_vllm_flags(tmp_path):
 
 
 def test_compilation_cache_can_be_switched_off(tmp_path):
-    cache = tmp_path / "xdg"
-    env = {"XDG_CACHE_HOME": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    """null also turns off a cache the environment names (JAX would otherwise use it from import)."""
+    xdg, named = tmp_path / "xdg", tmp_path / "named"
+    named.mkdir()
+    env = {"XDG_CACHE_HOME": str(xdg), "JAX_COMPILATION_CACHE_DIR": str(named),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     train("--train.max_steps", "1", "--train.compilation_cache", "null", "--train.output_dir", str(tmp_path / "r"),
           env=env)
-    assert not (cache / "jgrpo").exists()
+    assert not (xdg / "jgrpo").exists() and not list(named.iterdir())
+    train("--train.max_steps", "1", "--train.output_dir", str(tmp_path / "r2"), env=env)  # the control: auto
+    assert list(named.iterdir())
 
 
 def test_gpu_layouts_are_checked_before_anything_starts(tmp_path):
