@@ -157,7 +157,7 @@ def tiny_model(tmp_path_factory):
     return folder
 
 
-def run_evaluate(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+def run_evaluate(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jgrpo.evaluate", *map(str, args)], cwd=ROOT,
                           env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}, capture_output=True,
                           text=True, timeout=timeout)

@@ -145,13 +145,15 @@ def test_pathological_completion_is_cut_at_deadline_and_batch_still_graded():
         verdicts = grader.grade_open_rs(completions, ["$5$"] * 4)
         elapsed = time.monotonic() - start
         assert verdicts == [Verdict.CORRECT, Verdict.TIMEOUT, Verdict.WRONG, Verdict.CORRECT]
-        assert elapsed < SHORT_DEADLINE_S + 2.0
+        # The batch did not wait for the pathological item; the slack covers a busy machine, where
+        # the second worker may still be warming up and the killed one's replacement is forked.
+        assert elapsed < SHORT_DEADLINE_S + 10.0
         # The killed worker was replaced: the pool keeps working at full strength.
         assert grader.grade_open_rs(["$\\boxed{5}$"] * 3, ["$5$"] * 3) == [Verdict.CORRECT] * 3
 
 
 def test_pool_timeouts_errors_and_dead_workers():
-    with GraderPool(num_workers=2, deadline_s=0.5) as pool:
+    with GraderPool(num_workers=2, deadline_s=3.0) as pool:  # long enough for any quick item under load
         outcomes = pool.map(time.sleep, [(0,), (60,), (0,), (0,)])
         assert [o.status for o in outcomes] == ["ok", "timeout", "ok", "ok"]
         outcomes = pool.map(divmod, [(7, 2), (1, 0)])
@@ -176,7 +178,13 @@ def test_pool_replaces_a_worker_that_died_while_idle():
     with GraderPool(num_workers=1) as pool:
         [outcome] = pool.map(os.getpid, [()])
         os.kill(outcome.value, signal.SIGKILL)  # as the OOM killer would
-        time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # gone (and reaped by the forkserver): its pipe is closed
+            try:
+                os.kill(outcome.value, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
         assert [o.value for o in pool.map(abs, [(-4,), (-5,)])] == [4, 5]
         assert pool.workers_replaced == 1
 

@@ -152,7 +152,7 @@ def test_environment_variables_alone_select_the_cache_and_offline_mode(tmp_path,
             "try: resolve_model(sys.argv[2])\n"
             "except HubError as e: print(e)\n")
     proc = subprocess.run([sys.executable, "-c", code, "tiny-org/tiny-qwen2", "org/absent"], env=env,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     found, error = proc.stdout.splitlines()
     assert Path(found) == snapshot

@@ -21,7 +21,7 @@ TOKENIZER = ROOT / "jgrpo/assets/tokenizer/deepseek-r1-distill-qwen-1.5b"
 def convert(*args):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return subprocess.run([sys.executable, "-m", "ports.convert", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 that is not the checkout (so nothing of the source tree, conf/ included, is within reach)."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,8 +18,11 @@ def installed(tmp_path_factory):
     """A venv holding only the jgrpo wheel; its dependencies come from this environment's
     site-packages (a .pth line), so nothing is downloaded."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy without the checkout's build/ folder, whose stale files setuptools would pack.
+    source = shutil.copytree(ROOT, tmp / "source", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "runs", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(ROOT)], check=True, capture_output=True)
+                    str(tmp / "dist"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp / "dist").glob("jgrpo-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
     python = tmp / "venv" / "bin" / "python"
