@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from jgrpo.choices import check_choice
 from jgrpo.config_help import all_keys, unknown_key_hint
 from jgrpo.data import DATA_ORDERS, OPEN_RS_SYSTEM_PROMPT
 from jgrpo.grading import GRADING_MODES
@@ -37,11 +38,6 @@ def _at_least(section, minimum, *names) -> None:
     for name in names:
         if getattr(section, name) < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {getattr(section, name)}")
-
-
-def _one_of(value, allowed, name) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} {value!r} is not one of {tuple(allowed)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +71,7 @@ class ModelConfig:
     tiny: TinyModelConfig = TinyModelConfig()
 
     def __post_init__(self):
-        _one_of(self.attention, ATTENTION_IMPLEMENTATIONS, "attention")
+        check_choice("attention", self.attention, ATTENTION_IMPLEMENTATIONS)
         for name in ("param_dtype", "compute_dtype"):
             try:
                 parse_dtype(getattr(self, name))
@@ -108,7 +104,7 @@ class DataConfig:
     arithmetic_max_operand: int = 9  # the toy task: a + b with 0 <= a, b <= this
 
     def __post_init__(self):
-        _one_of(self.order, DATA_ORDERS, "order")
+        check_choice("order", self.order, DATA_ORDERS)
         _at_least(self, 1, "max_prompt_length")
         _at_least(self, 0, "arithmetic_max_operand")
 
@@ -139,9 +135,9 @@ class RolloutConfig:
     sync_folder: str | None = None  # (vLLM) for weight_sync folder; null: <train.output_dir>/vllm_weights
 
     def __post_init__(self):
-        _one_of(self.engine, ENGINES, "engine")
+        check_choice("engine", self.engine, ENGINES)
         check_logprobs_mode(self.logprobs_mode)
-        _one_of(self.weight_sync, WEIGHT_SYNC_MODES, "weight_sync")
+        check_choice("weight_sync", self.weight_sync, WEIGHT_SYNC_MODES)
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}: GRPO needs different completions "
                              "of one prompt, and greedy decoding makes every group's rewards equal")
@@ -204,7 +200,7 @@ class TrainConfig:
     mesh: MeshConfig = MeshConfig()
 
     def __post_init__(self):
-        _one_of(self.export_hf, EXPORT_HF_MODES, "export_hf")
+        check_choice("export_hf", self.export_hf, EXPORT_HF_MODES)
         _at_least(self, 1, "max_steps", "prompts_per_step", "save_steps", "keep_checkpoints", "max_nonfinite_steps")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from jgrpo.choices import check_choice
 from jgrpo.hub import first_line
 
 # open-rs's system prompt (recipes/grpo.yaml), verbatim. YAML leaves the doubled braces
@@ -519,8 +520,7 @@ class PromptBatcher:
         max_prompt_length: int | None = None,
         order: str = "jgrpo",
     ):
-        if order not in DATA_ORDERS:
-            raise ValueError(f"order {order!r} is not one of {DATA_ORDERS}")
+        check_choice("order", order, DATA_ORDERS)
         if prompts_per_batch < 1 or num_generations < 1:
             raise ValueError("prompts_per_batch and num_generations must be >= 1")
         if len(prompts) < prompts_per_batch:

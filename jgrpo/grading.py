@@ -49,6 +49,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jgrpo.choices import check_choice
+
 
 class Verdict(enum.StrEnum):
     CORRECT = "correct"
@@ -332,15 +334,10 @@ def jgrpo_verdict(completion: str, gold: str) -> Verdict:
 
 def training_verdict_fn(mode: str, reward: str = "accuracy") -> Callable[[str, str], Verdict]:
     """The correctness test of ``reward`` ("accuracy" or "cosine") in grading ``mode``."""
-    _one_of(mode, GRADING_MODES, "grading mode")
+    check_choice("grading mode", mode, GRADING_MODES)
     if mode == "jgrpo":
         return jgrpo_verdict
     return open_rs_cosine_verdict if reward == "cosine" else open_rs_verdict
-
-
-def _one_of(value: str, allowed: Sequence[str], what: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 @functools.cache
@@ -607,7 +604,7 @@ class GradingOptions:
     mode: str = "jgrpo"
 
     def __post_init__(self):
-        _one_of(self.mode, GRADING_MODES, "rewards.options.grading.mode")
+        check_choice("mode", self.mode, GRADING_MODES)
 
 
 class Grader:

@@ -148,7 +148,7 @@ def test_rule_helpers():
 
 
 def test_grading_mode_is_checked():
-    with pytest.raises(ValueError, match="rewards.options.grading.mode"):
+    with pytest.raises(ValueError, match="^mode 'paper' is not one of jgrpo, open-rs$"):
         GradingOptions(mode="paper")
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jgrpo.choices import check_choice
 from jgrpo.grading import EVAL_GRADERS, Grader, Verdict, count_verdicts, lighteval_gold, normalize_gold
 
 _DATASET_TO_BENCHMARK = {"minerva_math": "minerva"}
@@ -62,8 +63,7 @@ def score_benchmark(
     ``dataset``), see :func:`jgrpo.grading.lighteval_gold`.
 
     A grader timeout or error counts as wrong (and is counted)."""
-    if grader_name not in EVAL_GRADERS:
-        raise ValueError(f"grader must be one of {', '.join(EVAL_GRADERS)}; got {grader_name!r}")
+    check_choice("grader", grader_name, EVAL_GRADERS)
     if not rows:
         raise ValueError("no problems to score")
     if len(rows) != len(completions):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from jgrpo.choices import check_choice
+
 LOSS_TYPES = ("bnpo", "grpo", "dr_grpo", "dapo")
 SCALE_REWARDS = ("group", "batch", "none")
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr")  # HF names
@@ -35,10 +37,8 @@ class LossConfig:
     logprob_chunk_size: int = 256  # completion positions per lm-head chunk; bounds the logits memory
 
     def __post_init__(self):
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type {self.loss_type!r} is not one of {LOSS_TYPES}")
-        if self.scale_rewards not in SCALE_REWARDS:
-            raise ValueError(f"scale_rewards {self.scale_rewards!r} is not one of {SCALE_REWARDS}")
+        check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        check_choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
         if self.beta < 0 or self.epsilon_low < 0 or self.epsilon_high < 0:
             raise ValueError("beta, epsilon_low and epsilon_high must be >= 0")
         if self.temperature <= 0:
@@ -77,8 +77,7 @@ class OptimizerConfig:
     num_cycles: float = 0.5  # cosine schedules
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
+        check_choice("schedule", self.schedule, SCHEDULES)
         if self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
         if not 0 <= self.warmup_ratio <= 1:

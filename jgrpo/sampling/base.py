@@ -9,6 +9,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from jgrpo.choices import check_choice
+
 
 def pow2_at_least(n: int, minimum: int = 1) -> int:
     """Padded sizes come from a handful of powers of two, so programs compile a handful of times."""
@@ -87,8 +89,7 @@ WEIGHT_SYNC_MODES = ("memory", "folder")  # vLLM: tensors handed over in this pr
 
 
 def check_logprobs_mode(mode: str) -> None:
-    if mode not in LOGPROBS_MODES:
-        raise ValueError(f"logprobs_mode {mode!r} is not one of {LOGPROBS_MODES}")
+    check_choice("logprobs_mode", mode, LOGPROBS_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
