@@ -16,7 +16,7 @@ from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
 BENCHES = {"budget": "bench_budget.py", "grpo_step": "bench_grpo_step.py", "scaling": "bench_scaling.py",
-           "checkpoint": "bench_checkpoint.py"}
+           "checkpoint": "bench_checkpoint.py", "attention": "bench_attention.py"}
 
 
 def main():

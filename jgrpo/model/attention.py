@@ -6,9 +6,9 @@
   bf16/fp16, XLA's implementation elsewhere. Causal over right-padded rows given by their lengths,
   the one masking form cuDNN accepts; grouped-query K/V heads are passed as they are, not repeated.
 - "auto": "fused" on GPU backends, "einsum" elsewhere. On CPU neither wins the training step: XLA's
-  fallback also materialises the scores, so fused vs einsum forward+backward measured within noise
-  (+-10%) at b=2, t=512, 12/2 heads, d=128 and on the tiny test models; einsum keeps CPU numerics
-  as they were and accepts any mask.
+  fallback also materialises the scores, so forward + backward of the two measure within 10% of
+  each other (scripts/bench_attention.py, BENCHMARKS.md); einsum keeps CPU numerics as they were
+  and accepts any mask.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from einops import rearrange
 
+from jgrpo.choices import check_choice
+
 ATTENTION_IMPLEMENTATIONS = ("auto", "einsum", "fused")
 
 _GPU_BACKENDS = ("gpu", "cuda")
@@ -24,8 +26,7 @@ _GPU_BACKENDS = ("gpu", "cuda")
 
 def resolve_attention(name: str) -> str:
     """"einsum" or "fused" for a configured name; "auto" picks fused on GPU, einsum elsewhere."""
-    if name not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(f"unknown attention implementation {name!r}; choose one of {ATTENTION_IMPLEMENTATIONS}")
+    check_choice("attention", name, ATTENTION_IMPLEMENTATIONS)
     if name != "auto":
         return name
     return "fused" if jax.default_backend() in _GPU_BACKENDS else "einsum"
