@@ -2,8 +2,11 @@
 non-finite reward, a crashed rollout engine. Each is survived or stops the run with one line and a
 resumable checkpoint (RELIABILITY.md)."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 
 from jgrpo.config import load_config
-from tests.test_train import _bad, metrics, train
+from tests.test_train import ROOT, _bad, metrics, train
 
 QUICK = ["--train.prompts_per_step", "4", "--rollout.num_generations", "4", "--loss.micro_batch_size", "16",
          "--log.plots", "false", "--train.export_hf", "none", "--train.keep_checkpoints", "10"]
@@ -127,3 +130,90 @@ def test_an_engine_crash_stops_with_a_checkpoint_that_resumes_the_same_run(tmp_p
     assert [r["step"] for r in metrics(tmp_path / "crash")] == [1, 2, 3, 4]
     for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _children_named(pid: int, prefix: str) -> list[int]:
+    """Pids of the processes whose parent is `pid` and whose name (comm) starts with `prefix`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                name = (entry / "comm").read_text().strip()
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if parent == pid and name.startswith(prefix):
+                found.append(int(entry.name))
+    return found
+
+
+_KILL_MID_GENERATE = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from jgrpo.sampling import SamplingParams
+from jgrpo.sampling.vllm_engine import EngineProcessDied, VllmEngine
+from tests.test_faults import _children_named
+from tests.tiny_models import make_hf_model
+
+folder = Path(sys.argv[1])
+make_hf_model(folder, vocab_size=257, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+              num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096)
+engine = VllmEngine(folder, eos_token_ids=[], dtype="float32", max_model_len=4096, enforce_eager=True,
+                    sync_via="folder", sync_dir=folder / "sync")
+[core] = _children_named(os.getpid(), "VLLM::EngineCor")
+threading.Timer(2.0, os.kill, (core, signal.SIGKILL)).start()
+start = time.monotonic()
+try:
+    engine.generate([[5, 6, 7]] * 8, SamplingParams(max_new_tokens=4000))
+    print("generate returned")
+except EngineProcessDied as e:
+    print(f"raised after {time.monotonic() - start:.0f} s: {e}")
+"""
+
+
+def test_vllm_engine_raises_when_its_engine_process_dies_during_generate(tmp_path):
+    """The case vLLM's own client hangs on: its engine process killed while a long generate waits."""
+    pytest.importorskip("vllm")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    proc = subprocess.run([sys.executable, "-c", _KILL_MID_GENERATE, str(tmp_path / "model")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = proc.stdout.strip().splitlines()[-1]
+    assert said.startswith("raised after ") and "vLLM's engine process EngineCore" in said, said
+    assert int(said.split()[2]) < 30  # found by the watch, not by a timeout
+
+
+def test_a_real_vllm_engine_process_killed_mid_run_stops_the_run_in_one_line_and_it_resumes(tmp_path):
+    """vLLM's engine in a process of its own (VLLM_ENABLE_V1_MULTIPROCESSING=1, folder sync), killed
+    after step 2 as the OOM killer would: vLLM's client alone would wait for it forever; the run stops
+    in one line naming the dead process, and resumes from the checkpoint that line names."""
+    pytest.importorskip("vllm")
+    run = tmp_path / "run"
+    args = [*QUICK, "--rollout.engine", "vllm", "--rollout.weight_sync", "folder", "--train.save_steps", "1",
+            "--train.output_dir", str(run)]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    with open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "jgrpo.train", *args, "--train.max_steps", "100"], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "metrics.jsonl").is_file() and len((run / "metrics.jsonl").read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.01)
+        [engine] = _children_named(proc.pid, "VLLM::EngineCor")  # comm keeps 15 characters
+        os.kill(engine, signal.SIGKILL)
+        assert proc.wait(timeout=120) == 1
+    finally:
+        proc.kill()
+    lines = [line for line in (tmp_path / "stderr").read_text().replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("grpo")]  # less the progress bar
+    error = lines[-1]
+    # Killed mid-call: the watch raises EngineProcessDied; between calls vLLM itself raises EngineDeadError.
+    assert error.startswith("error: step ") and ("EngineProcessDied: vLLM's engine process EngineCore" in error
+                                                 or "EngineDeadError" in error), lines
+    assert not any("Traceback" in line for line in lines)
+    last = int(error.rsplit("resume from checkpoint ", 1)[1].split()[0])
+    assert 2 <= last < 100 and max(r["step"] for r in metrics(run)) == last
+    train(*args, "--train.max_steps", str(last + 2), "--resume", env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    assert [r["step"] for r in metrics(run)] == list(range(1, last + 3))

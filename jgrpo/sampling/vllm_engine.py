@@ -13,16 +13,23 @@ Sampling follows the JAX engine: each completion is its own request (vLLM refuse
 greedy), seeded per row from (seed, call number, row); it stops only at the given EOS ids
 (`ignore_eos`, so the config's EOS does not stop it unless listed); the stop token ends the
 completion. vLLM's min_tokens also suppresses the config's EOS id when it is not listed.
+
+With VLLM_ENABLE_V1_MULTIPROCESSING=1 (folder sync only) vLLM's engine runs in child processes,
+and vLLM's client waits forever on one that died mid-call; so every call to vLLM is then watched,
+and a death raises `EngineProcessDied` instead.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from jgrpo.choices import check_choice
 from jgrpo.console import output_to
 from jgrpo.devices import DEFAULT_VLLM_GPU_MEMORY_UTILIZATION
 from jgrpo.model import Qwen2Config, Qwen2ForCausalLM, parse_dtype
@@ -38,6 +45,11 @@ _WEIGHTS_FILE = "model.safetensors"
 # unless that much is free; instead its KV cache is sized for this many full-length sequences.
 CPU_KV_CACHE_SEQUENCES = 16
 CPU_KV_CACHE_MIN_BYTES = 64 * 2**20  # so a tiny model's whole batch still runs at once
+_WATCH_INTERVAL_S = 0.5
+
+
+class EngineProcessDied(RuntimeError):
+    """A process vLLM started for its engine exited while a call to vLLM was waiting on it."""
 
 
 def kv_cache_bytes_per_token(cfg: Qwen2Config, dtype) -> int:
@@ -90,8 +102,7 @@ class VllmEngine:
                  sync_via: str = "memory", sync_dir: str | Path | None = None, seed: int = 0,
                  log_file: str | Path | None = None, **llm_kwargs):
         check_logprobs_mode(logprobs_mode)
-        if sync_via not in WEIGHT_SYNC_MODES:
-            raise ValueError(f"sync_via must be 'memory' or 'folder', got {sync_via!r}")
+        check_choice("sync_via", sync_via, WEIGHT_SYNC_MODES)
         if sync_via == "folder" and sync_dir is None:
             raise ValueError("sync_via='folder' needs a sync_dir to write the weights to")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -117,11 +128,14 @@ class VllmEngine:
                 per_token = kv_cache_bytes_per_token(Qwen2Config.from_json_file(model_path), self.dtype)
                 memory = {"kv_cache_memory_bytes": max(per_token * max_model_len * CPU_KV_CACHE_SEQUENCES,
                                                        CPU_KV_CACHE_MIN_BYTES)}
+        before = set(multiprocessing.active_children())
         with output_to(self.log_file):
             self.llm = vllm.LLM(str(model_path), dtype=self.dtype.name, max_model_len=max_model_len,
                                 enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager,
                                 logprobs_mode=_VLLM_LOGPROBS_MODE[logprobs_mode], skip_tokenizer_init=True,
                                 seed=seed, **memory, **llm_kwargs)
+        # The engine's processes, when vLLM runs it in child processes; none in-process.
+        self._engine_processes = [p for p in multiprocessing.active_children() if p not in before]
 
     @classmethod
     def from_model(cls, model: Qwen2ForCausalLM, *, model_path: str | Path | None = None,
@@ -146,9 +160,34 @@ class VllmEngine:
         via = via or self.sync_via
         start = time.perf_counter()
         with output_to(self.log_file):
-            moved = self._reload(model, via)
-            self.llm.reset_prefix_cache()
+            moved = self._watched(self._reload, model, via)
+            self._watched(self.llm.reset_prefix_cache)
         return WeightSync(time.perf_counter() - start, moved)
+
+    def _watched(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs); while vLLM's engine runs in child processes, from a helper thread
+        that this one watches, raising EngineProcessDied when one of them exits before fn returns."""
+        if not self._engine_processes:
+            return fn(*args, **kwargs)
+        outcome = {}
+
+        def call():
+            try:
+                outcome["value"] = fn(*args, **kwargs)
+            except BaseException as e:  # handed to the caller's thread below
+                outcome["error"] = e
+
+        thread = threading.Thread(target=call, name="vllm-call", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(_WATCH_INTERVAL_S)
+            dead = [p for p in self._engine_processes if not p.is_alive()]
+            if dead and thread.is_alive():
+                raise EngineProcessDied(f"vLLM's engine process {dead[0].name} (pid {dead[0].pid}) died "
+                                        f"(exit code {dead[0].exitcode})")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     def _reload(self, model: Qwen2ForCausalLM, via: str) -> int:
         if via == "memory":
@@ -181,7 +220,7 @@ class VllmEngine:
         request_params = [self._request_params(params, row) for row in range(len(requests))]
         self.calls += 1
         with output_to(self.log_file):
-            outputs = self.llm.generate(requests, request_params, use_tqdm=False)
+            outputs = self._watched(self.llm.generate, requests, request_params, use_tqdm=False)
         samples = [out.outputs[0] for out in outputs]
         token_ids = [np.asarray(s.token_ids, np.int32) for s in samples]
         texts = decode_texts(self.tokenizer, token_ids)
