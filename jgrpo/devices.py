@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from jgrpo.choices import check_choice
+
 _DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the NVIDIA driver knows
 _FOUND_GPUS = "JGRPO_VISIBLE_GPUS"  # what apply_layout saw before it set CUDA_VISIBLE_DEVICES
 DEFAULT_VLLM_GPU_MEMORY_UTILIZATION = 0.7  # open-rs's share of a GPU that vLLM has to itself
@@ -41,8 +43,7 @@ class DeviceLayout:
         overlap = set(self.trainer_gpus) & set(self.rollout_gpus)
         if overlap and set(self.trainer_gpus) != set(self.rollout_gpus):
             raise ValueError("rollout GPUs must be either disjoint from the trainer GPUs or the same GPUs")
-        if self.rollout_engine not in ("vllm", "jax"):
-            raise ValueError(f"rollout_engine must be 'vllm' or 'jax', got {self.rollout_engine!r}")
+        check_choice("rollout_engine", self.rollout_engine, ("vllm", "jax"))
 
     @property
     def colocated(self) -> bool:
@@ -50,13 +51,15 @@ class DeviceLayout:
 
     def check_gpus_exist(self, visible: list[str]) -> None:
         """ValueError naming the configured GPU ids that `visible` (see `visible_gpus`) lacks."""
-        missing = sorted(i for i in set(self.trainer_gpus + self.rollout_gpus) if not 0 <= i < len(visible))
+        named = set(self.trainer_gpus + self.rollout_gpus)
+        missing = sorted(i for i in named if not 0 <= i < len(visible))
         if missing:
             seen = f"{len(visible)} GPU{'s' if len(visible) != 1 else ''}" if visible else "no GPU"
+            hints = (["on one GPU use conf/open_rs3_1gpu.yaml"] if len(named) > 1 else []) + \
+                (["on a CPU set devices.gpu_layout false"] if not visible else [])
             raise ValueError(f"devices.trainer_gpus {list(self.trainer_gpus)} / rollout_gpus {list(self.rollout_gpus)} "
                              f"name GPU {', '.join(map(str, missing))}, but this process sees {seen} (CUDA_VISIBLE_DEVICES or the "
-                             "NVIDIA driver); on one GPU use conf/open_rs3_1gpu.yaml, on a CPU set "
-                             "devices.gpu_layout false")
+                             f"NVIDIA driver); {', '.join(hints)}")
 
     def environment(self, visible: list[str] | None = None) -> dict[str, str]:
         """The environment variables this layout needs; `visible` maps the layout's GPU ids to

@@ -45,9 +45,14 @@ def test_gpu_ids_that_do_not_exist_are_named(tmp_path):
     assert visible_gpus({}, tmp_path / "no-driver") == []
     with pytest.raises(ValueError, match=r"name GPU 1, 2, 3, but this process sees 1 GPU .*open_rs3_1gpu"):
         DeviceLayout().check_gpus_exist(visible_gpus({}, driver))
-    with pytest.raises(ValueError, match="name GPU 0, 1, 2, 3, but this process sees no GPU"):
+    with pytest.raises(ValueError, match="name GPU 0, 1, 2, 3, but this process sees no GPU .*open_rs3_1gpu.*"
+                                         "on a CPU set devices.gpu_layout false$"):
         DeviceLayout().check_gpus_exist([])
-    DeviceLayout(trainer_gpus=(0,), rollout_gpus=(0,)).check_gpus_exist(["0"])
+    one_gpu = DeviceLayout(trainer_gpus=(0,), rollout_gpus=(0,))
+    one_gpu.check_gpus_exist(["0"])
+    with pytest.raises(ValueError, match=r"sees no GPU \(CUDA_VISIBLE_DEVICES or the NVIDIA driver\); on a CPU set "
+                                         "devices.gpu_layout false$"):  # not pointed at the recipe it runs
+        one_gpu.check_gpus_exist([])
 
 
 def test_gpu_ids_index_the_users_cuda_visible_devices():
