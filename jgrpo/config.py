@@ -154,7 +154,9 @@ class RolloutConfig:
 @dataclasses.dataclass(frozen=True)
 class RewardsConfig:
     funcs: tuple[str, ...] = ("format", "accuracy")  # built-in names or module:function import paths
-    weights: tuple[float, ...] | None = None  # one per func; null: 1.0 each (TRL's default)
+    # one per func; null: 1.0 each (TRL's default), as are a config file's weights when rewards.funcs
+    # is changed on the command line without rewards.weights (they were the file's funcs' weights)
+    weights: tuple[float, ...] | None = None
     options: RewardOptions = RewardOptions()
 
     def __post_init__(self):
@@ -454,7 +456,10 @@ def load_config(path: str | Path | None, overrides: dict[str, str] | None = None
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for key, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    if "rewards.funcs" in overrides and "rewards.weights" not in overrides:
+        overrides["rewards.weights"] = "null"  # the file's weights were for the file's funcs
+    for key, value in overrides.items():
         _set_path(tree, key, value)
     for key in DERIVED:
         if _get_path(tree, key) is not None:

@@ -285,6 +285,7 @@ class Trainer:
         self.num_tokens = 0  # prompt + completion tokens of every step so far (TRL's num_tokens)
         self._skipped_in_a_row = 0  # updates skipped for a non-finite loss, gradient or reward
         self._sync_failure = None  # set by a step whose weight sync raised
+        self._said_golds_unparseable = False
         if cfg.rollout.engine == "jax":
             self.engine = make_engine("jax", self.model, eos_token_ids=self.eos_ids, tokenizer=self.tokenizer,
                                       **self._engine_options())
@@ -466,6 +467,7 @@ class Trainer:
         columns = {**prompt_batch.columns(), TOKEN_LENGTHS_COLUMN: [len(c.token_ids) for c in completions],
                    FINISH_REASON_COLUMN: [c.finish_reason for c in completions]}
         rewards = self.reward_fn([c.text for c in completions], **columns)
+        self._say_once_if_no_gold_parsed(step + 1, rewards.metrics, len(completions))
         # A grader deadline can pass on one host and not another: process 0's rewards are the batch's.
         total = broadcast_from_main(rewards.total)
         timings["reward"] = time.perf_counter() - t
@@ -614,6 +616,23 @@ class Trainer:
         self.checkpoints.close()
         self._summary(step)
         return 0
+
+    def _say_once_if_no_gold_parsed(self, step: int, reward_metrics: dict[str, float], completions: int) -> None:
+        """A gold column the correctness test cannot read (a bare answer like "2" without
+        normalize_gold) gives every completion unparseable_gold_reward, as open-rs did, and GRPO
+        nothing to learn from: said once, at the first step where no gold of the batch parsed."""
+        if self._said_golds_unparseable or not self.is_main:
+            return
+        for key, value in reward_metrics.items():
+            if key.endswith("/gold_unparseable") and value == completions:
+                self._said_golds_unparseable = True
+                accuracy = self.cfg.rewards.options.accuracy
+                tqdm.write(f"warning: step {step}: no gold answer of this step parsed ({key} {completions:.0f} of "
+                           f"{completions}), so each completion got unparseable_gold_reward "
+                           f"{accuracy.unparseable_gold_reward}; check rewards.options.accuracy.gold_column "
+                           f"({accuracy.gold_column!r}), or set rewards.options.accuracy.normalize_gold true for a "
+                           "bare answer column", file=sys.stderr)
+                return
 
     def _count_skipped_update(self, step: int, metrics: dict[str, float]) -> None:
         """An update skipped for a non-finite number (the jitted step keeps the last good state) is

@@ -58,6 +58,36 @@ def test_reward_weights_default_to_one_each():
     assert load_config(None, {"rewards.funcs": "format,accuracy"}).rewards.weights == (1.0, 1.0)
     with pytest.raises(ConfigError, match="2 reward funcs but 1 weights"):
         load_config(None, {"rewards.funcs": "format,accuracy", "rewards.weights": "[1.0]"})
+    # A file's weights belong to its funcs: funcs changed on the command line take 1.0 each.
+    assert load_config("open_rs3").rewards.weights == (1.0, 2.0)
+    assert load_config("open_rs3", {"rewards.funcs": "format"}).rewards.weights == (1.0,)
+    assert load_config("open_rs3", {"rewards.funcs": "cosine,format"}).rewards.weights == (1.0, 1.0)
+    assert load_config("open_rs3", {"rewards.funcs": "format", "rewards.weights": "[0.5]"}).rewards.weights == (0.5,)
+
+
+def test_a_gold_column_that_never_parses_is_said_once(tmp_path):
+    """Bare answers ("7") graded without normalize_gold: every reward is unparseable_gold_reward,
+    which the run says once instead of training on constant rewards in silence."""
+    import json
+    from jgrpo.tasks.arithmetic import write_tokenizer
+    from tests.tiny_models import make_hf_model
+    model = tmp_path / "model"
+    make_hf_model(model)
+    write_tokenizer(model)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"{a}+{a}=", "answer": str(2 * a)}) + "\n" for a in range(8)))
+    args = [*QUICK, "--model.path", str(model), "--data.source", str(data), "--data.system_prompt", "null",
+            "--rewards.funcs", "accuracy", "--rewards.options.accuracy.gold_column", "answer", "--train.max_steps", "2"]
+    proc = train(*args, "--train.output_dir", str(tmp_path / "bare"))
+    said = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.startswith("warning: ")]
+    assert said == ["warning: step 1: no gold answer of this step parsed (rewards/accuracy/gold_unparseable 16 of "
+                    "16), so each completion got unparseable_gold_reward 1.0; check "
+                    "rewards.options.accuracy.gold_column ('answer'), or set rewards.options.accuracy.normalize_gold "
+                    "true for a bare answer column"]
+    assert {r["reward"] for r in metrics(tmp_path / "bare")} == {1.0}
+    proc = train(*args, "--rewards.options.accuracy.normalize_gold", "true", "--train.output_dir", str(tmp_path / "ok"))
+    assert "warning: " not in proc.stderr
+    assert all(r["rewards/accuracy/gold_unparseable"] == 0 for r in metrics(tmp_path / "ok"))
 
 
 def test_missing_model_folder_leaves_nothing_behind(tmp_path):
