@@ -627,7 +627,7 @@ class Trainer:
             if key.endswith("/gold_unparseable") and value == completions:
                 self._said_golds_unparseable = True
                 accuracy = self.cfg.rewards.options.accuracy
-                tqdm.write(f"warning: step {step}: no gold answer of this step parsed ({key} {completions:.0f} of "
+                tqdm.write(f"warning: step {step}: no gold answer of this step parsed ({key} {value:.0f} of "
                            f"{completions}), so each completion got unparseable_gold_reward "
                            f"{accuracy.unparseable_gold_reward}; check rewards.options.accuracy.gold_column "
                            f"({accuracy.gold_column!r}), or set rewards.options.accuracy.normalize_gold true for a "
