@@ -11,9 +11,8 @@ from pathlib import Path
 @contextlib.contextmanager
 def output_to(log_file: Path | None):
     """Sends everything this process prints meanwhile (Python's and C++'s alike, from any thread)
-    to log_file, removed again if nothing came; None changes nothing. For libraries that print
-    pages: vLLM starting, reloading and generating; Orbax's background writers failing on a full
-    disk."""
+    to log_file; None changes nothing. For libraries that print pages: vLLM starting, reloading and
+    generating; Orbax's background writers failing on a full disk."""
     if log_file is None:
         yield
         return
@@ -32,5 +31,3 @@ def output_to(log_file: Path | None):
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-    if log_file.stat().st_size == 0:  # nothing was said: no empty file left in the run folder
-        log_file.unlink()
