@@ -20,6 +20,7 @@ from jgrpo.config_help import all_keys, unknown_key_hint
 from jgrpo.data import DATA_ORDERS, OPEN_RS_SYSTEM_PROMPT
 from jgrpo.grading import GRADING_MODES
 from jgrpo.grpo.config import LOSS_TYPES, SCALE_REWARDS, SCHEDULES, LossConfig, OptimizerConfig
+from jgrpo.hub import first_line
 from jgrpo.model import DTYPE_NAMES, parse_dtype
 from jgrpo.model.attention import ATTENTION_IMPLEMENTATIONS
 from jgrpo.rewards import REWARD_NAMES, RewardOptions
@@ -453,7 +454,7 @@ def load_config(path: str | Path | None, overrides: dict[str, str] | None = None
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            raise ConfigError(f"{path}: not valid YAML ({first_line(e)})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
     overrides = dict(overrides or {})

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from jgrpo.benchmarks import BENCHMARKS, BenchmarkScore, load_benchmark, score_benchmark
 from jgrpo.data import EVAL_PROMPT_TEMPLATE, Example, Prompt, encode_prompts
 from jgrpo.grading import EVAL_GRADERS, Grader, GraderPool, GradingOptions, lighteval_gold, normalize_gold, warm_up
+from jgrpo.hub import first_line
 
 # The paper's column order and headings.
 COLUMNS = {"aime24": "AIME24", "math500": "MATH-500", "amc23": "AMC23", "minerva": "Minerva",
@@ -438,8 +439,7 @@ def _load_tokenizer(model_dir: Path):
     try:
         return load_tokenizer(model_dir)
     except (OSError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvalError(f"cannot load the tokenizer in {model_dir}: {first_line}") from None
+        raise EvalError(f"cannot load the tokenizer in {model_dir}: {first_line(e)}") from None
 
 
 def _fit_new_tokens(args, longest_prompt: int) -> int:

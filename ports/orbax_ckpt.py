@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jgrpo.hub import first_line
 from jgrpo.model import Qwen2Config
 from ports import CheckpointError
 from ports.atomic import atomic_dir
@@ -130,7 +131,7 @@ def restore(path: str | Path, targets: Mapping[str, Any]) -> tuple[dict[str, Any
         with _checkpointer(targets) as ckpt:
             out = ckpt.restore(path, restore_args(targets))
     except Exception as e:  # Orbax and TensorStore raise many types; the caller needs which file failed
-        raise CheckpointError(f"{path}: cannot restore ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+        raise CheckpointError(f"{path}: cannot restore ({type(e).__name__}: {first_line(e)})") from e
     return {name: out[name] for name in targets}, out[META]
 
 
@@ -215,7 +216,7 @@ def _restore_subtree(path: Path, item: str, prefix: str, abstract_tree) -> dict:
             out = ckpt.restore(path, ocp.args.Composite(**{item: ocp.args.PyTreeRestore(
                 item=target, restore_args=restore_args_tree, partial_restore=True)}))[item]
     except Exception as e:  # Orbax and TensorStore raise many types; the caller needs which file failed
-        raise CheckpointError(f"{path}: cannot restore ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+        raise CheckpointError(f"{path}: cannot restore ({type(e).__name__}: {first_line(e)})") from e
     restored = {_key(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(out)[0]}
     missing = sorted(set(target_flat) - set(restored))
     if missing:
