@@ -17,12 +17,23 @@ COMPLETIONS_FILE = "completions.jsonl"
 WANDB_ID_FILE = "wandb_run_id"
 
 
+def _rows(path: Path) -> list[tuple[str, dict]]:
+    """(line, row) for each line of a JSONL log, less a last line a crash cut short."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append((line, json.loads(line)))
+        except ValueError:
+            continue
+    return rows
+
+
 def _truncate_after(path: Path, step: int) -> None:
     """Drops lines logged after `step`: a crashed run may have logged steps its last checkpoint
     does not contain, and the resumed run logs them again."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    kept = [line for line, row in _rows(path) if row["step"] <= step]
     tmp = path.with_name(f".{path.name}.tmp")  # renamed into place: a crash here loses no history
     tmp.write_text("".join(line + "\n" for line in kept))
     tmp.replace(path)
@@ -34,13 +45,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}")
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
+    return [row for _, row in _rows(path)]
 
 
 def _flat_scalars(tree: dict, prefix: str = "") -> dict:

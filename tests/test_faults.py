@@ -217,3 +217,14 @@ def test_a_real_vllm_engine_process_killed_mid_run_stops_the_run_in_one_line_and
     assert 2 <= last < 100 and max(r["step"] for r in metrics(run)) == last
     train(*args, "--train.max_steps", str(last + 2), "--resume", env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
     assert [r["step"] for r in metrics(run)] == list(range(1, last + 3))
+
+
+def test_a_log_line_cut_short_by_a_kill_is_dropped_when_the_run_resumes(tmp_path):
+    """A SIGKILL in the middle of a write leaves half a JSON line: reading skips it, and the resumed
+    run's truncation to its checkpoint drops it instead of failing on it."""
+    from jgrpo.run_log import METRICS_FILE, _truncate_after, read_metrics
+    path = tmp_path / METRICS_FILE
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "rew')
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]
+    _truncate_after(path, 2)
+    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
