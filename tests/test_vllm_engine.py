@@ -115,6 +115,8 @@ def test_weight_sync_is_never_stale(engines):
     print(f"folder sync: {sync.seconds:.3f} s")
     assert sync.bytes == _compute_dtype_bytes(model, np.float32)
     _assert_same_greedy(jax_engine, vllm_engine, prompts)
+    with pytest.raises(ValueError, match="^via 'disk' is not one of memory, folder$"):
+        vllm_engine.sync_weights(model, via="disk")
 
 
 def test_prefix_cache_would_be_stale_without_the_reset(engines):

@@ -158,6 +158,7 @@ class VllmEngine:
         through DLPack; "folder": a safetensors file in sync_dir) and drops the prefix cache, whose
         blocks hold keys and values computed with the old weights."""
         via = via or self.sync_via
+        check_choice("via", via, WEIGHT_SYNC_MODES)
         start = time.perf_counter()
         with output_to(self.log_file):
             moved = self._watched(self._reload, model, via)
@@ -198,13 +199,11 @@ class VllmEngine:
             self.llm.collective_rpc("reload_weights",
                                     kwargs={"weights_iterator": dlpack_tensors(model, self.dtype, sizes)})
             return sum(sizes)
-        if via == "folder":
-            if self.sync_dir is None:
-                raise ValueError("folder sync needs the engine's sync_dir")
-            moved = _write_weights(model, self.sync_dir, self.dtype)
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.sync_dir)})
-            return moved
-        raise ValueError(f"via must be 'memory' or 'folder', got {via!r}")
+        if self.sync_dir is None:
+            raise ValueError("folder sync needs the engine's sync_dir")
+        moved = _write_weights(model, self.sync_dir, self.dtype)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.sync_dir)})
+        return moved
 
     def _request_params(self, params: SamplingParams, row: int):
         seed = int(np.random.SeedSequence([params.seed, self.calls, row]).generate_state(1)[0])
