@@ -394,6 +394,9 @@ def build(cls, values: dict[str, Any], prefix: str = "", derived_ok: bool = Fals
         if full in DERIVED and not derived_ok:
             raise ConfigError(f"config key {full} is not settable: it follows {DERIVED[full]}")
         if key not in names:
+            while isinstance(value, dict) and value:  # a mistyped section: name a whole key under it
+                inner, value = next(iter(value.items()))
+                full += f".{inner}"
             settable = [k for k in all_keys(RunConfig()) if k not in DERIVED]
             raise ConfigError(f"unknown config key {full!r}: {unknown_key_hint(full, settable)}")
         kwargs[key] = _coerce(value, hints[key], full, derived_ok)

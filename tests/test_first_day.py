@@ -33,6 +33,7 @@ def test_trl_names_point_at_real_keys_and_comments_are_read():
 @pytest.mark.parametrize("args, expected", [
     (["--train.max_step", "3"], "did you mean --train.max_steps"),
     (["--optim.learnig_rate", "1e-5"], "did you mean --optim.learning_rate?"),
+    (["--trian.max_steps", "3"], "unknown config key 'trian.max_steps': did you mean --train.max_steps?"),
     (["--learning_rate", "1e-5"], "did you mean --optim.learning_rate?"),
     (["--num_generations", "4"], "did you mean --rollout.num_generations?"),  # not loss.'s: derived from it
     (["--model_name_or_path", "x"], "TRL's model_name_or_path is --model.path here"),
